@@ -1,0 +1,30 @@
+# make demo: set up .venv and run the whole pipeline on built-in data.   make test: set up .venv and run the tests.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# A machine where nvidia-smi finds a GPU installs mxnet-cu112; override with `make REQUIREMENTS=requirements.txt`.
+REQUIREMENTS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo requirements-gpu.txt || echo requirements.txt)
+STAMP := $(VENV)/.installed-$(basename $(notdir $(REQUIREMENTS)))
+
+.PHONY: venv test demo bench lfw clean
+
+venv: $(STAMP)
+
+$(STAMP): $(REQUIREMENTS)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r $(REQUIREMENTS)
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest
+
+demo: venv
+	$(BIN)/python -m lightcnn.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))
+
+bench: venv
+	$(BIN)/python -m lightcnn.bench --network lightcnn9 lightcnn29 --json bench_model.json
+
+clean:
+	rm -rf $(VENV) demo_output .pytest_cache
