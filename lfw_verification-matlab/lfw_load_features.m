@@ -1,0 +1,37 @@
+function feats = lfw_load_features(path)
+%LFW_LOAD_FEATURES  Read an extractor's .mat: 'data' N x D, 'label' N keys, optional 'missing' keys.
+%   Returns a struct with data (double), keys and missing (cell columns of Name/Name_NNNN.jpg).
+  if exist(path, 'file') ~= 2
+    error('lfw_eval:features', 'features file ''%s'' not found', path);
+  end
+  s = load(path);
+  if ~isfield(s, 'data') || ~isfield(s, 'label')
+    error('lfw_eval:features', '%s: needs ''data'' (N x D) and ''label'' (N x 1 cell)', path);
+  end
+  data = double(s.data);
+  if ndims(data) ~= 2
+    error('lfw_eval:features', '%s: ''data'' must be N x D', path);
+  end
+  keys = lfw_image_key(lfw_cell_strings(s.label), path);
+  if numel(keys) ~= size(data, 1)
+    error('lfw_eval:features', '%s: %d labels for %d rows of data', path, numel(keys), size(data, 1));
+  end
+  [sorted_keys, order] = sort(keys);
+  dup = find(strcmp(sorted_keys(1:end - 1), sorted_keys(2:end)), 1);
+  if ~isempty(dup)
+    rows = sort(order(dup:dup + 1));
+    error('lfw_eval:features', '%s: label ''%s'' appears twice (rows %d and %d)', path, sorted_keys{dup}, ...
+          rows(1), rows(2));
+  end
+  if ~all(isfinite(data(:)))
+    error('lfw_eval:features', '%s: ''data'' holds non-finite values', path);
+  end
+  missing = cell(0, 1);
+  if isfield(s, 'missing')
+    missing = lfw_image_key(lfw_cell_strings(s.missing), path);
+  end
+  feats = struct('data', data);
+  feats.keys = keys;
+  feats.missing = missing;
+end
+

@@ -1,0 +1,508 @@
+"""The LFW verification protocol, number for number the same as ``lfw_verification-matlab/lfw_eval.m``.
+
+Usage::
+
+    python -m lightcnn.verification --features LFW_features.mat --pairs pairs.txt [--out-dir DIR]
+                                    [--pca DIM] [--exclude-missing]
+
+Inputs
+------
+The features file is what the extractor writes (scipy ``savemat`` v5, or ``.npz`` with the same keys): ``data``
+(N x D, a row per image), ``label`` (N x 1 cell of ``Name/Name_NNNN.jpg``; any leading path prefix is dropped)
+and optionally ``missing`` (cell of keys that had no image). The pair file is any format
+:func:`lightcnn.lfw.read_pairs` detects; its folds are used as they are. Without ``--pairs``, ``pairs.txt`` and
+then ``pair.label`` are looked for beside the features file.
+
+A pair is *missing* when one of its keys is not in ``label`` or is listed in ``missing``. By default missing
+pairs are an error that lists every one; with ``exclude_missing`` they are left out, and their count and names
+are printed. The remaining pairs keep their folds.
+
+Definitions (lfw_eval.m implements exactly these)
+-------------------------------------------------
+Features are cast to double. Let P be the number of matched and N of mismatched pairs considered.
+
+* Score: cosine similarity ``sum(a.*b) / (|a| |b|)``, summed along each row; 0 if either norm is 0. Ties are
+  exact equality of scores (identical feature rows give bit-identical scores in both languages). Python and
+  Octave scores may differ in the last bits, so two *different* scores within ~1e-15 of each other could be
+  ordered differently; nothing else in the figures depends on rounding.
+* Decision: "same" when ``score >= t``.
+* Threshold choice on a set of pairs (``best_threshold``): let u_1 < ... < u_m be the distinct scores. Candidate j
+  (j = 0..m) predicts "different" for the j lowest distinct scores and "same" for the rest; its threshold is
+  -inf for j = 0, +inf for j = m, else the midpoint ``(u_j + u_{j+1}) / 2``. The candidate with the most
+  correct decisions wins; among equals the smallest j (the lowest threshold). Accuracies are computed from the
+  counts, not by comparing against the midpoint.
+* 10-fold accuracy: for each fold k the threshold is chosen (as above) on the pairs of all other folds, and the
+  fold's accuracy is the fraction of its own pairs decided correctly with ``score >= t``. Reported: the per-fold
+  accuracies and thresholds, their mean, and their *sample* standard deviation (N-1, like MATLAB's ``std``).
+  Every fold must hold at least one pair, and there must be at least 2 folds.
+* Best-threshold accuracy: one threshold chosen on all pairs and applied to all pairs. It is optimistic (what
+  the original MATLAB evaluator printed as ACC) and is printed labelled as such.
+* ROC over all pairs: the distinct scores in descending order v_1 > ... > v_m give points k = 0..m with
+  TP_k, FP_k = matched / mismatched pairs with score >= v_k (point 0: threshold +inf, TP = FP = 0; point m is
+  (1, 1)); TPR = TP/P, FPR = FP/N. Tied scores move together, so a tie makes a diagonal segment.
+* AUC: trapezoid rule over those points, ``sum (FP_k - FP_{k-1}) (TP_k + TP_{k-1}) / (2 P N)``; equal to the
+  Mann-Whitney statistic with ties counted half.
+* EER: with ``d_k = (P - TP_k) N - FP_k P`` (that is, (FNR - FPR) P N, exact in integers), take the first k
+  with d_k <= 0 (d_0 = P N > 0 and d_m = -P N < 0). If d_k = 0, EER = FPR_k; else interpolate linearly between
+  points k-1 and k: ``EER = FPR_{k-1} + d_{k-1} / (d_{k-1} - d_k) (FPR_k - FPR_{k-1})``, where FNR = FPR.
+  ``one_minus_eer`` is 1 - EER (the papers' "100%-EER").
+* TPR@FAR=x: the highest TPR_k over the points with FPR_k <= x (point 0 always qualifies, so a target below
+  1/N gives the TPR at FPR = 0). Reported for x = 1%, 0.1% and 0.
+* With P = 0 or N = 0 the ROC figures (AUC, EER, TPR@FAR) are NaN.
+* PCA (optional, DIM components): for fold k, the images of the pairs of the other folds are mean-centred and
+  their top DIM right singular vectors form W; every feature is mapped to ``(x - mean) W`` and scored by cosine.
+  The fold's threshold is chosen on the other folds' pairs under that mapping and applied to the fold's pairs.
+  ROC, AUC, EER, TPR@FAR and the best-threshold accuracy then use each pair's *out-of-fold* score (the score
+  under the PCA fitted without the pair's fold), so no figure sees a PCA fitted on its own pairs. DIM may not
+  exceed D nor (training images - 1) of any fold (beyond that the basis is not unique; so is a basis that cuts
+  through repeated singular values, e.g. of duplicated images, where the two languages may then disagree).
+
+Outputs
+-------
+Accuracies, rates, AUC and EER are fractions in the returned dict and percentages in the printed table, which
+is character for character the table lfw_eval.m prints. ``lfw_results.json`` (the dict; lfw_eval.m writes the
+same keys) and ``lfw_roc.png`` (linear axes) go to the output folder. JSON has no infinities, so non-finite
+numbers are written as the strings "Infinity", "-Infinity" and "NaN" (:func:`read_results_json` reads them back).
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+import numpy as np
+
+from lightcnn import lfw
+
+FAR_TARGETS = (("tpr_at_far_1pct", "TPR@FAR=1%", 0.01),
+               ("tpr_at_far_0_1pct", "TPR@FAR=0.1%", 0.001),
+               ("tpr_at_far_0", "TPR@FAR=0", 0.0))
+RESULTS_JSON = "lfw_results.json"
+ROC_PNG = "lfw_roc.png"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# features
+
+@dataclasses.dataclass
+class Features:
+    """Rows of ``data`` are the features of ``keys``; ``missing`` are keys the extractor had no image for."""
+
+    data: np.ndarray
+    keys: list
+    missing: frozenset = frozenset()
+
+    def index(self):
+        return {k: i for i, k in enumerate(self.keys)}
+
+
+def _strings(value):
+    """A loadmat cell / char matrix / numpy string array -> list of str."""
+    if value is None:
+        return []
+    value = np.asarray(value)
+    if value.size == 0:
+        return []
+    out = []
+    for item in value.ravel(order="F"):
+        if isinstance(item, np.ndarray):  # a cell element: array(['Name/Name_0001.jpg'])
+            item = "".join(str(x) for x in item.ravel()) if item.size else ""
+        out.append(str(item).strip())
+    return out
+
+
+def load_features(path):
+    """Read an extractor's ``.mat`` (or ``.npz``): ``data`` N x D, ``label`` N keys, optional ``missing``."""
+    if str(path).endswith(".npz"):
+        with np.load(path, allow_pickle=False) as f:
+            content = {k: f[k] for k in f.files}
+    else:
+        import scipy.io
+        content = scipy.io.loadmat(path)
+    for name in ("data", "label"):
+        if name not in content:
+            raise ValueError(f"{path}: no '{name}' variable (expected 'data' N x D and 'label' N x 1 cell)")
+    data = np.asarray(content["data"])
+    if data.ndim != 2:
+        raise ValueError(f"{path}: 'data' must be N x D, got shape {data.shape}")
+    keys = [lfw.image_key(k) for k in _strings(content["label"])]
+    if len(keys) != data.shape[0]:
+        raise ValueError(f"{path}: {len(keys)} labels for {data.shape[0]} rows of data")
+    seen = {}
+    for i, k in enumerate(keys):
+        if k in seen:
+            raise ValueError(f"{path}: label {k!r} appears twice (rows {seen[k] + 1} and {i + 1})")
+        seen[k] = i
+    if not np.all(np.isfinite(data)):
+        raise ValueError(f"{path}: 'data' holds non-finite values")
+    missing = frozenset(lfw.image_key(k) for k in _strings(content.get("missing")))
+    return Features(data, keys, missing)
+
+
+class MissingFeaturesError(ValueError):
+    """Pairs with an image that has no feature; ``.pairs`` lists them."""
+
+    def __init__(self, message, pairs):
+        super().__init__(message)
+        self.pairs = pairs
+
+
+def _pair_line(p):
+    return "  fold %2d  %-4s  %s  %s" % (p.fold + 1, "same" if p.is_same else "diff", p.key1, p.key2)
+
+
+def pair_rows(features, pairs):
+    """Row of each pair's two images in ``features.data`` (-1 where missing), and a mask of complete pairs."""
+    index = features.index()
+    for k in features.missing:
+        index.pop(k, None)
+    rows1 = np.array([index.get(p.key1, -1) for p in pairs], dtype=np.int64)
+    rows2 = np.array([index.get(p.key2, -1) for p in pairs], dtype=np.int64)
+    return rows1, rows2, (rows1 >= 0) & (rows2 >= 0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# scores
+
+def cosine_scores(x1, x2):
+    """Row-wise cosine similarity of two (n, D) arrays, in double; 0 where a norm is 0."""
+    x1 = np.asarray(x1, dtype=np.float64)
+    x2 = np.asarray(x2, dtype=np.float64)
+    # Row sums of elementwise products, so identical rows give bit-identical scores (exact ties).
+    dot = np.sum(x1 * x2, axis=1)
+    norms = np.sqrt(np.sum(x1 * x1, axis=1)) * np.sqrt(np.sum(x2 * x2, axis=1))
+    zero = norms == 0
+    return np.where(zero, 0.0, dot / np.where(zero, 1.0, norms))
+
+
+def pca_fold_scores(data, rows1, rows2, folds, dim, n_folds):
+    """(n_folds, n_pairs) scores: row k scores every pair after a PCA fitted on the pairs not in fold k."""
+    data = np.asarray(data, dtype=np.float64)
+    rows1, rows2, folds = np.asarray(rows1), np.asarray(rows2), np.asarray(folds)
+    used = np.unique(np.concatenate([rows1, rows2]))
+    scores = np.empty((n_folds, len(rows1)))
+    for k in range(n_folds):
+        train = folds != k
+        rows = np.unique(np.concatenate([rows1[train], rows2[train]]))
+        limit = min(data.shape[1], len(rows) - 1)
+        if not 1 <= dim <= limit:
+            raise ValueError(f"PCA dimension {dim} must be in 1..{limit} for fold {k + 1} "
+                             f"({len(rows)} training images of dimension {data.shape[1]})")
+        mean = data[rows].mean(axis=0)
+        _, _, vt = np.linalg.svd(data[rows] - mean, full_matrices=False)
+        projected = np.zeros((data.shape[0], dim))
+        projected[used] = (data[used] - mean) @ vt[:dim].T
+        scores[k] = cosine_scores(projected[rows1], projected[rows2])
+    return scores
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# figures
+
+def best_threshold(scores, is_same):
+    """(threshold, accuracy) maximising accuracy of ``score >= threshold`` (definition in the module doc)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_same = np.asarray(is_same, dtype=bool)
+    if scores.size == 0:
+        raise ValueError("no pairs to choose a threshold on")
+    u, inverse = np.unique(scores, return_inverse=True)  # ascending distinct scores
+    m = len(u)
+    pos = np.bincount(inverse, weights=is_same, minlength=m)
+    neg = np.bincount(inverse, weights=~is_same, minlength=m)
+    # candidate j: the j lowest distinct scores are called "different"
+    correct = np.concatenate([[0.0], np.cumsum(neg)]) + (pos.sum() - np.concatenate([[0.0], np.cumsum(pos)]))
+    j = int(np.argmax(correct))  # first maximum: the lowest threshold
+    if j == 0:
+        threshold = -np.inf
+    elif j == m:
+        threshold = np.inf
+    else:
+        threshold = (u[j - 1] + u[j]) / 2
+    return float(threshold), float(correct[j] / scores.size)
+
+
+def roc_curve(scores, is_same):
+    """ROC points over distinct thresholds: dict of ``threshold`` (+inf first), ``tp``, ``fp``, ``tpr``, ``fpr``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_same = np.asarray(is_same, dtype=bool)
+    u, inverse = np.unique(scores, return_inverse=True)
+    m = len(u)
+    pos = np.bincount(inverse, weights=is_same, minlength=m)[::-1]  # descending thresholds
+    neg = np.bincount(inverse, weights=~is_same, minlength=m)[::-1]
+    tp = np.concatenate([[0.0], np.cumsum(pos)])
+    fp = np.concatenate([[0.0], np.cumsum(neg)])
+    n_pos, n_neg = tp[-1], fp[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr, fpr = tp / n_pos, fp / n_neg
+    return {"threshold": np.concatenate([[np.inf], u[::-1]]), "tp": tp, "fp": fp, "tpr": tpr, "fpr": fpr}
+
+
+def roc_figures(roc):
+    """AUC, EER and TPR@FAR of a :func:`roc_curve` (definitions in the module doc)."""
+    tp, fp, tpr, fpr = roc["tp"], roc["fp"], roc["tpr"], roc["fpr"]
+    n_pos, n_neg = tp[-1], fp[-1]
+    out = {"auc": np.nan, "eer": np.nan, "one_minus_eer": np.nan}
+    out.update({key: np.nan for key, _, _ in FAR_TARGETS})
+    if n_pos == 0 or n_neg == 0:
+        return out
+    out["auc"] = float(np.sum((fp[1:] - fp[:-1]) * (tp[1:] + tp[:-1])) / (2 * n_pos * n_neg))
+    d = (n_pos - tp) * n_neg - fp * n_pos
+    k = int(np.argmax(d <= 0))
+    if d[k] == 0:
+        eer = fpr[k]
+    else:
+        eer = fpr[k - 1] + d[k - 1] / (d[k - 1] - d[k]) * (fpr[k] - fpr[k - 1])
+    out["eer"] = float(eer)
+    out["one_minus_eer"] = float(1 - eer)
+    for key, _, far in FAR_TARGETS:
+        out[key] = float(np.max(tpr[fpr <= far]))
+    return out
+
+
+def evaluate(scores, is_same, folds, n_folds=None):
+    """All protocol figures for pairs with scores, labels and folds (0-based).
+
+    ``scores`` is (n_pairs,), or (n_folds, n_pairs) where row k holds the scores under a model fitted without
+    fold k (PCA). Returns a dict: n_pairs, n_matched, n_mismatched, n_folds, fold_n_pairs, fold_accuracy,
+    fold_threshold, accuracy_mean, accuracy_std (sample std, N-1), best_accuracy, best_threshold, auc, eer,
+    one_minus_eer, tpr_at_far_1pct, tpr_at_far_0_1pct, tpr_at_far_0, roc_fpr, roc_tpr, roc_threshold.
+    """
+    is_same = np.asarray(is_same, dtype=bool)
+    folds = np.asarray(folds, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.float64)
+    n = len(is_same)
+    if n_folds is None:
+        n_folds = int(folds.max()) + 1 if n else 0
+    if folds.shape != (n,) or (n and (folds.min() < 0 or folds.max() >= n_folds)):
+        raise ValueError(f"folds must be {n} integers in 0..{n_folds - 1}")
+    if scores.ndim == 1:
+        scores = np.broadcast_to(scores, (n_folds, n))
+    if scores.shape != (n_folds, n):
+        raise ValueError(f"scores must have shape ({n},) or ({n_folds}, {n}), got {scores.shape}")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores must be finite")
+    if n_folds < 2:
+        raise ValueError(f"need at least 2 folds, got {n_folds}")
+    fold_n = np.bincount(folds, minlength=n_folds)
+    if np.any(fold_n == 0):
+        raise ValueError("fold(s) %s hold no pairs" % ", ".join(str(k + 1) for k in np.flatnonzero(fold_n == 0)))
+
+    fold_accuracy, fold_threshold = np.empty(n_folds), np.empty(n_folds)
+    for k in range(n_folds):
+        test = folds == k
+        t, _ = best_threshold(scores[k, ~test], is_same[~test])
+        fold_threshold[k] = t
+        fold_accuracy[k] = np.count_nonzero((scores[k, test] >= t) == is_same[test]) / fold_n[k]
+
+    out_of_fold = scores[folds, np.arange(n)]
+    best_t, best_acc = best_threshold(out_of_fold, is_same)
+    roc = roc_curve(out_of_fold, is_same)
+    results = {
+        "n_pairs": int(n),
+        "n_matched": int(is_same.sum()),
+        "n_mismatched": int(n - is_same.sum()),
+        "n_folds": int(n_folds),
+        "fold_n_pairs": fold_n.tolist(),
+        "fold_accuracy": fold_accuracy.tolist(),
+        "fold_threshold": fold_threshold.tolist(),
+        "accuracy_mean": float(np.mean(fold_accuracy)),
+        "accuracy_std": float(np.std(fold_accuracy, ddof=1)),
+        "best_accuracy": best_acc,
+        "best_threshold": best_t,
+    }
+    results.update(roc_figures(roc))
+    results.update(roc_fpr=roc["fpr"].tolist(), roc_tpr=roc["tpr"].tolist(), roc_threshold=roc["threshold"].tolist())
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the whole protocol
+
+def verify(features, pairs, pca=0, exclude_missing=False, log=print):
+    """Score ``pairs`` (from :func:`lightcnn.lfw.read_pairs`) with ``features`` and :func:`evaluate` them.
+
+    Adds to the dict: n_listed (pairs in the file), n_excluded, excluded (list of [key1, key2]), pca_dim (0 for
+    none). Raises :class:`MissingFeaturesError` listing every pair with a missing image unless
+    ``exclude_missing``, in which case the excluded pairs are reported through ``log``.
+    """
+    pairs = list(pairs)
+    if not pairs:
+        raise ValueError("no pairs")
+    n_folds = max(p.fold for p in pairs) + 1
+    rows1, rows2, complete = pair_rows(features, pairs)
+    lost = [p for p, ok in zip(pairs, complete) if not ok]
+    if lost:
+        listing = "\n".join(_pair_line(p) for p in lost)
+        if not exclude_missing:
+            raise MissingFeaturesError(
+                "%d of %d pairs have an image without a feature (exclude them with --exclude-missing, or "
+                "'exclude_missing', true in lfw_eval):\n%s" % (len(lost), len(pairs), listing), lost)
+        log("excluded %d of %d pairs with an image that has no feature:\n%s" % (len(lost), len(pairs), listing))
+    used = [p for p, ok in zip(pairs, complete) if ok]
+    rows1, rows2 = rows1[complete], rows2[complete]
+    folds = np.array([p.fold for p in used], dtype=np.int64)
+    is_same = np.array([p.is_same for p in used], dtype=bool)
+    if pca:
+        scores = pca_fold_scores(features.data, rows1, rows2, folds, int(pca), n_folds)
+    else:
+        scores = cosine_scores(features.data[rows1], features.data[rows2])
+    results = evaluate(scores, is_same, folds, n_folds)
+    results.update(n_listed=len(pairs), n_excluded=len(lost), excluded=[[p.key1, p.key2] for p in lost],
+                   pca_dim=int(pca or 0))
+    return results
+
+
+def _num(x, spec):
+    """``spec % x``, but inf/-inf/nan spelled the same way as lfw_eval.m prints them."""
+    if np.isfinite(x):
+        return spec % x
+    return "nan" if np.isnan(x) else ("inf" if x > 0 else "-inf")
+
+
+def format_table(results):
+    """The result table, line for line what lfw_eval.m prints."""
+    r = results
+    lines = [
+        "LFW verification",
+        "  features  %s" % r.get("features", "-"),
+        "  pairs     %s [%s]: %d listed, %d used (%d matched, %d mismatched), %d excluded, %d folds"
+        % (r.get("pairs", "-"), r.get("pair_format", "-"), r.get("n_listed", r["n_pairs"]), r["n_pairs"],
+           r["n_matched"], r["n_mismatched"], r.get("n_excluded", 0), r["n_folds"]),
+    ]
+    if r.get("pca_dim", 0):
+        lines += ["  score     cosine after PCA to %d dims, fitted on the other folds' images for each fold"
+                  % r["pca_dim"],
+                  "            (ROC, AUC, EER, TPR and best-threshold use each pair's out-of-fold score)"]
+    else:
+        lines.append("  score     cosine similarity")
+    lines.append("fold  pairs   threshold   accuracy")
+    for k in range(r["n_folds"]):
+        lines.append("%4d  %5d  %10s  %8s%%" % (k + 1, r["fold_n_pairs"][k], _num(r["fold_threshold"][k], "%10.6f"),
+                                               _num(100 * r["fold_accuracy"][k], "%8.4f")))
+    lines += [
+        "%-24s %s%% +- %s   (mean +- sample std (N-1) over folds; threshold from the other folds)"
+        % ("%d-fold accuracy" % r["n_folds"], _num(100 * r["accuracy_mean"], "%8.4f"),
+           _num(100 * r["accuracy_std"], "%.4f")),
+        "%-24s %s%%   (optimistic: one threshold, %s, chosen on all pairs)"
+        % ("best-threshold accuracy", _num(100 * r["best_accuracy"], "%8.4f"), _num(r["best_threshold"], "%.6f")),
+        "%-24s %s" % ("AUC", _num(r["auc"], "%8.6f")),
+        "%-24s %s%%" % ("EER", _num(100 * r["eer"], "%8.4f")),
+        "%-24s %s%%" % ("100%-EER", _num(100 * r["one_minus_eer"], "%8.4f")),
+    ]
+    for key, label, _ in FAR_TARGETS:
+        lines.append("%-24s %s%%" % (label, _num(100 * r[key], "%8.4f")))
+    return "\n".join(lines)
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if np.isnan(value):
+            return "NaN"
+        if np.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    return value
+
+
+def read_results_json(path):
+    """Load a results JSON (ours or lfw_eval.m's), turning "Infinity"/"-Infinity"/"NaN" back into floats."""
+    def decode(value):
+        if isinstance(value, dict):
+            return {k: decode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [decode(v) for v in value]
+        if value in ("Infinity", "-Infinity", "NaN"):
+            return float(value)
+        return value
+    with open(path, encoding="utf-8") as f:
+        return decode(json.load(f))
+
+
+def plot_roc(results, path):
+    """ROC curve (linear axes) as a PNG, through the Agg canvas: no display and no pyplot state needed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
+    ax.plot(results["roc_fpr"], results["roc_tpr"], color="b", linewidth=1.5)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("false positive rate (FAR)")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("LFW ROC: AUC %s, EER %s%%" % (_num(results["auc"], "%.4f"), _num(100 * results["eer"], "%.2f")))
+    ax.grid(True, linewidth=0.3)
+    fig.savefig(path)
+
+
+def write_results(results, out_dir):
+    """Write ``lfw_results.json`` and ``lfw_roc.png`` into ``out_dir``; returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    json_path, png_path = os.path.join(out_dir, RESULTS_JSON), os.path.join(out_dir, ROC_PNG)
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(_jsonable(results), f, indent=1, allow_nan=False)
+        f.write("\n")
+    plot_roc(results, png_path)
+    return json_path, png_path
+
+
+def default_pairs_path(features_path):
+    """``pairs.txt``, else ``pair.label``, beside the features file."""
+    folder = os.path.dirname(features_path)
+    for name in ("pairs.txt", "pair.label"):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise FileNotFoundError(f"neither pairs.txt nor pair.label beside {features_path!r}; pass the pair file")
+
+
+def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, exclude_missing=False, log=print):
+    """Load, verify, print the table, write JSON + ROC PNG into ``out_dir``: what ``lfw_eval.m`` does."""
+    if not pairs_path:
+        pairs_path = default_pairs_path(features_path)
+    features = load_features(features_path)
+    pairs, pair_format = lfw.read_pairs_with_format(pairs_path)
+    results = {"features": features_path, "pairs": pairs_path, "pair_format": pair_format}
+    results.update(verify(features, pairs, pca=pca, exclude_missing=exclude_missing, log=log))
+    log(format_table(results))
+    json_path, png_path = write_results(results, out_dir)
+    log("wrote %s and %s" % (json_path, png_path))
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lightcnn.verification",
+                                     description="LFW verification: 10-fold accuracy, ROC, AUC, EER, TPR@FAR "
+                                                 "(the same figures as lfw_verification-matlab/lfw_eval.m).")
+    parser.add_argument("--features", default="LFW_features.mat",
+                        help="extractor output: data (N x D), label (N x 1 cell), optional missing")
+    parser.add_argument("--pairs", default=None,
+                        help="pairs.txt (View 1 or 2) or pair.label; default: pairs.txt, else pair.label, "
+                             "beside the features file")
+    parser.add_argument("--out-dir", default=".", help="where lfw_results.json and lfw_roc.png go")
+    parser.add_argument("--pca", type=int, default=0, metavar="DIM",
+                        help="PCA to DIM dims fitted on the training folds of each fold (default: none)")
+    parser.add_argument("--exclude-missing", action="store_true",
+                        help="leave out (and list) pairs with an image that has no feature instead of failing")
+    args = parser.parse_args(argv)
+    try:
+        run(args.features, args.pairs, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
+    except (MissingFeaturesError, lfw.PairFileError, FileNotFoundError, ValueError) as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

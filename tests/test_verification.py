@@ -1,0 +1,316 @@
+"""The LFW protocol in Python against hand-computed cases (definitions in lightcnn/verification.py)."""
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.io
+
+from lightcnn import lfw, verification as v
+from lightcnn.lfw import Pair
+
+
+def ten_folds(pos_scores, neg_scores):
+    """Scores, labels and folds: fold k holds pos_scores[k] (a list) and neg_scores[k]."""
+    scores, same, folds = [], [], []
+    for k in range(10):
+        for s in pos_scores[k]:
+            scores.append(s), same.append(True), folds.append(k)
+        for s in neg_scores[k]:
+            scores.append(s), same.append(False), folds.append(k)
+    return np.array(scores), np.array(same), np.array(folds)
+
+
+def test_perfectly_separable():
+    scores, same, folds = ten_folds([[0.9 - 0.01 * k] for k in range(10)], [[0.1 + 0.01 * k] for k in range(10)])
+    r = v.evaluate(scores, same, folds)
+    assert r["fold_accuracy"] == [1.0] * 10
+    assert r["accuracy_mean"] == 1 and r["accuracy_std"] == 0
+    assert r["best_accuracy"] == 1 and r["best_threshold"] == pytest.approx((0.19 + 0.81) / 2)
+    assert r["auc"] == 1 and r["eer"] == 0 and r["one_minus_eer"] == 1
+    assert r["tpr_at_far_0"] == r["tpr_at_far_0_1pct"] == r["tpr_at_far_1pct"] == 1
+    assert (r["n_pairs"], r["n_matched"], r["n_mismatched"], r["n_folds"]) == (20, 10, 10, 10)
+    assert r["fold_n_pairs"] == [2] * 10
+    # ROC: +inf first, then the 20 distinct scores in descending order
+    assert r["roc_threshold"][0] == math.inf and len(r["roc_fpr"]) == 21
+    assert r["roc_fpr"][:11] == [0.0] * 11 and r["roc_tpr"][10] == 1
+
+
+def test_reversed_labels():
+    scores, same, folds = ten_folds([[0.1 + 0.01 * k] for k in range(10)], [[0.9 - 0.01 * k] for k in range(10)])
+    r = v.evaluate(scores, same, folds)
+    assert r["auc"] == 0
+    assert r["eer"] == 1  # FNR = FPR = 1 exactly where every mismatched pair is accepted
+    assert r["tpr_at_far_0"] == 0 and r["tpr_at_far_1pct"] == 0
+    # no threshold beats "all same" (1/2); among equals the lowest threshold wins
+    assert r["best_accuracy"] == 0.5 and r["best_threshold"] == -math.inf
+
+
+def test_all_scores_tied():
+    same = np.array([True] * 6 + [False] * 4)
+    r = v.evaluate(np.full(10, 0.3), same, np.arange(10))
+    assert r["auc"] == 0.5  # Mann-Whitney with ties counted half
+    assert r["eer"] == 0.5  # interpolated along the single diagonal segment
+    assert r["roc_fpr"] == [0, 1] and r["roc_tpr"] == [0, 1]
+    assert r["tpr_at_far_0"] == 0 and r["tpr_at_far_1pct"] == 0
+    assert r["best_accuracy"] == 0.6 and r["best_threshold"] == -math.inf
+
+
+def test_hand_worked_ties():
+    # matched 0.9, 0.5, 0.5; mismatched 0.5, 0.1. ROC points (FPR, TPR): (0,0) (0,1/3) (1/2,1) (1,1).
+    scores = [0.9, 0.5, 0.5, 0.5, 0.1]
+    same = [True, True, True, False, False]
+    roc = v.roc_curve(scores, same)
+    assert roc["threshold"].tolist() == [math.inf, 0.9, 0.5, 0.1]
+    assert roc["tp"].tolist() == [0, 1, 3, 3] and roc["fp"].tolist() == [0, 0, 1, 2]
+    figures = v.roc_figures(roc)
+    # pairs (pos, neg): 0.9 beats both, each 0.5 beats 0.1 and ties 0.5 -> (2 + 2 * 1.5) / 6
+    assert figures["auc"] == pytest.approx(5 / 6, abs=1e-15)
+    # d = (P - TP) N - FP P = 6, 4, -3, -6: between points 1 and 2, at 4/7 of the way: 0 + 4/7 * 1/2
+    assert figures["eer"] == pytest.approx(2 / 7, abs=1e-15)
+    assert figures["tpr_at_far_0"] == pytest.approx(1 / 3)
+    # candidates: j=0 (all same) 3 correct, j=1 (0.1 different) 4, j=2 3, j=3 2 -> midpoint of 0.1 and 0.5
+    assert v.best_threshold(scores, same) == (pytest.approx(0.3), 0.8)
+
+
+def test_accuracy_tie_takes_lowest_threshold():
+    # matched 0.2, 0.8; mismatched 0.5: "same from 0.2" and "same from 0.8" both get 2 of 3 right
+    assert v.best_threshold([0.2, 0.8, 0.5], [True, True, False]) == (-math.inf, pytest.approx(2 / 3))
+    assert v.best_threshold([0.2, 0.8, 0.5, 0.1], [True, True, False, False]) == (pytest.approx(0.15), 0.75)
+    # everything "different" is a candidate too (+inf)
+    assert v.best_threshold([0.9, 0.1], [False, False]) == (math.inf, 1.0)
+
+
+def test_threshold_comes_from_the_other_nine_folds():
+    # fold 0 alone: matched 0.4, mismatched 0.1 (separable on its own, at 0.25); elsewhere matched 0.8,
+    # mismatched 0.2. Fold 0's threshold is learnt on the others (0.5), so its matched pairs are rejected.
+    scores, same, folds = ten_folds([[0.4, 0.4]] + [[0.8]] * 9, [[0.1, 0.1]] + [[0.2]] * 9)
+    r = v.evaluate(scores, same, folds)
+    assert r["fold_threshold"][0] == pytest.approx(0.5)
+    assert r["fold_accuracy"][0] == 0.5
+    # the other folds see fold 0's scores: 0.1 and 0.2 below, 0.4 and 0.8 above -> midpoint 0.3
+    assert r["fold_threshold"][1:] == pytest.approx([0.3] * 9)
+    assert r["fold_accuracy"][1:] == [1.0] * 9
+    assert r["accuracy_mean"] == pytest.approx(0.95)
+    assert r["accuracy_std"] == pytest.approx(np.std([0.5] + [1] * 9, ddof=1))  # sample std, N-1
+    assert r["best_accuracy"] == 1.0  # one threshold on all pairs: optimistic
+
+
+def test_degenerate_fold_of_equal_scores():
+    # fold 0: one matched and one mismatched pair, both 0.5; elsewhere matched 0.8, mismatched 0.2
+    scores, same, folds = ten_folds([[0.5]] + [[0.8]] * 9, [[0.5]] + [[0.2]] * 9)
+    r = v.evaluate(scores, same, folds)
+    assert r["fold_threshold"][0] == pytest.approx(0.5)  # the scores 0.5 are "same"
+    assert r["fold_accuracy"][0] == 0.5
+    # with fold 0 in training, 0.35 and 0.65 both give 17 of 18: the lower one is taken
+    assert r["fold_threshold"][1:] == pytest.approx([0.35] * 9)
+    assert r["accuracy_mean"] == pytest.approx(0.95)
+    assert r["accuracy_std"] == pytest.approx(math.sqrt(0.025))
+
+
+def test_tpr_at_far_targets():
+    # 1000 mismatched pairs: one scores 0.95 (FPR 0.1% from there on), one 0.9, the rest below every match
+    neg = np.concatenate([[0.95, 0.9], np.linspace(0.0, 0.1, 998)])
+    pos = np.concatenate([np.linspace(0.99, 0.96, 10), [0.92] * 10, np.linspace(0.5, 0.3, 80)])
+    scores, same = np.concatenate([pos, neg]), np.array([True] * 100 + [False] * 1000)
+    r = v.evaluate(scores, same, np.arange(1100) % 10)
+    assert r["tpr_at_far_0"] == 0.10  # the 10 matches above 0.95
+    assert r["tpr_at_far_0_1pct"] == 0.20  # FPR 1/1000 <= 0.1% is allowed (<=), gaining the ten 0.92s
+    assert r["tpr_at_far_1pct"] == 1.0  # 2/1000 <= 1%
+    # a target below 1/N: only FPR = 0 qualifies
+    few = v.evaluate(scores[:102], same[:102], np.arange(102) % 10)  # 100 matched, 2 mismatched
+    assert few["tpr_at_far_1pct"] == few["tpr_at_far_0_1pct"] == few["tpr_at_far_0"] == 0.10
+
+
+def test_single_class_gives_nan_roc():
+    r = v.evaluate(np.linspace(0, 1, 20), np.ones(20, bool), np.arange(20) % 10)
+    assert math.isnan(r["auc"]) and math.isnan(r["eer"]) and math.isnan(r["tpr_at_far_0"])
+    assert r["accuracy_mean"] == 1
+
+
+def test_evaluate_rejects_bad_folds():
+    with pytest.raises(ValueError, match="fold.s. 3 hold no pairs"):
+        v.evaluate([0.1, 0.2, 0.3, 0.4], [True, False, True, False], [0, 0, 1, 1], n_folds=3)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        v.evaluate([0.1, 0.2], [True, False], [0, 0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# features, missing pairs, PCA
+
+def make_features(n_people=12, per_person=4, dim=16, seed=0):
+    rng = np.random.default_rng(seed)
+    keys, rows = [], []
+    for p in range(n_people):
+        centre = rng.normal(size=dim)
+        for i in range(per_person):
+            keys.append(lfw.lfw_key("Person_%02d" % p, i + 1))
+            rows.append(centre + rng.normal(scale=0.8, size=dim))
+    return v.Features(np.array(rows, np.float32), keys)
+
+
+def make_pairs(n_people=12, per_person=4, n=3, seed=1):
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for k in range(10):
+        for _ in range(n):
+            p = rng.integers(n_people)
+            i, j = rng.choice(per_person, 2, replace=False) + 1
+            pairs.append(Pair(lfw.lfw_key("Person_%02d" % p, i), lfw.lfw_key("Person_%02d" % p, j), True, k))
+        for _ in range(n):
+            p, q = rng.choice(n_people, 2, replace=False)
+            pairs.append(Pair(lfw.lfw_key("Person_%02d" % p, rng.integers(1, per_person + 1)),
+                              lfw.lfw_key("Person_%02d" % q, rng.integers(1, per_person + 1)), False, k))
+    return pairs
+
+
+def test_cosine_scores():
+    a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0], [3.0, 4.0]])
+    b = np.array([[0.0, 2.0], [2.0, 2.0], [1.0, 0.0], [-3.0, -4.0]])
+    assert v.cosine_scores(a, b).tolist() == [0.0, pytest.approx(1.0), 0.0, -1.0]
+
+
+def test_missing_pairs_error_lists_every_pair():
+    features = make_features()
+    features.missing = frozenset({"Person_03/Person_03_0002.jpg"})
+    pairs = make_pairs()
+    pairs[4] = Pair("Nobody/Nobody_0001.jpg", pairs[4].key2, False, 0)
+    pairs[40] = Pair("Person_03/Person_03_0002.jpg", "Person_03/Person_03_0001.jpg", True, 6)
+    lost = [p for p in pairs if "Nobody" in p.key1 or "Person_03/Person_03_0002.jpg" in (p.key1, p.key2)]
+    with pytest.raises(v.MissingFeaturesError) as info:
+        v.verify(features, pairs)
+    message = str(info.value)
+    assert message.startswith("%d of 60 pairs have an image without a feature" % len(lost))
+    assert info.value.pairs == lost
+    for p in lost:
+        assert "fold %2d  %-4s  %s  %s" % (p.fold + 1, "same" if p.is_same else "diff", p.key1, p.key2) in message
+
+
+def test_exclude_missing_reports_count_and_names():
+    features = make_features()
+    pairs = make_pairs()
+    pairs[4] = Pair("Nobody/Nobody_0001.jpg", pairs[4].key2, False, 0)
+    pairs[40] = Pair("Person_03/Person_03_0009.jpg", "Person_03/Person_03_0001.jpg", True, 6)
+    printed = []
+    r = v.verify(features, pairs, exclude_missing=True, log=printed.append)
+    assert printed[0].splitlines()[0] == "excluded 2 of 60 pairs with an image that has no feature:"
+    assert "Nobody/Nobody_0001.jpg" in printed[0] and "Person_03/Person_03_0009.jpg" in printed[0]
+    assert (r["n_listed"], r["n_pairs"], r["n_excluded"]) == (60, 58, 2)
+    assert r["excluded"] == [[pairs[4].key1, pairs[4].key2], [pairs[40].key1, pairs[40].key2]]
+    # the remaining pairs keep their folds
+    assert r["fold_n_pairs"] == [5, 6, 6, 6, 6, 6, 5, 6, 6, 6]
+    kept = [p for i, p in enumerate(pairs) if i not in (4, 40)]
+    index = features.index()
+    scores = v.cosine_scores(features.data[[index[p.key1] for p in kept]], features.data[[index[p.key2] for p in kept]])
+    expected = v.evaluate(scores, [p.is_same for p in kept], [p.fold for p in kept])
+    assert {k: r[k] for k in expected} == expected
+
+
+def test_pca_is_fitted_on_the_training_folds_only():
+    features, pairs = make_features(n_people=14), make_pairs(n_people=12)
+    # Person_12 and Person_13 appear in fold 3 only
+    pairs[18] = Pair("Person_12/Person_12_0001.jpg", "Person_12/Person_12_0002.jpg", True, 3)
+    pairs[21] = Pair("Person_12/Person_12_0003.jpg", "Person_13/Person_13_0001.jpg", False, 3)
+    rows1, rows2, _ = v.pair_rows(features, pairs)
+    folds = np.array([p.fold for p in pairs])
+    scores = v.pca_fold_scores(features.data, rows1, rows2, folds, 5, 10)
+    assert scores.shape == (10, 60)
+
+    # explicit fit for fold 3 on the other folds' images
+    k = 3
+    train = folds != k
+    rows = np.unique(np.concatenate([rows1[train], rows2[train]]))
+    x = features.data.astype(np.float64)
+    mean = x[rows].mean(axis=0)
+    w = np.linalg.svd(x[rows] - mean)[2][:5].T
+    expected = v.cosine_scores((x[rows1] - mean) @ w, (x[rows2] - mean) @ w)
+    np.testing.assert_allclose(scores[k], expected, atol=1e-12)
+
+    # changing the images that only fold 3 uses changes no training score of fold 3's PCA
+    only_test = np.setdiff1d(np.concatenate([rows1[~train], rows2[~train]]), rows)
+    assert only_test.size
+    moved = features.data.copy()
+    moved[only_test] += 5.0
+    again = v.pca_fold_scores(moved, rows1, rows2, folds, 5, 10)
+    np.testing.assert_allclose(again[k, train], scores[k, train], atol=1e-12)
+    # ...but it changes the PCA of the folds that train on them
+    assert not np.allclose(again[(k + 1) % 10, train], scores[(k + 1) % 10, train])
+
+    r = v.verify(features, pairs, pca=5)
+    assert r["pca_dim"] == 5
+    direct = v.evaluate(scores, [p.is_same for p in pairs], folds)
+    assert {key: r[key] for key in direct} == direct
+    with pytest.raises(ValueError, match="PCA dimension 17 must be in 1..16"):
+        v.verify(features, pairs, pca=17)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# files and the CLI
+
+def save_mat(path, features, missing=()):
+    label = np.empty((len(features.keys), 1), dtype=object)
+    label[:, 0] = features.keys
+    content = {"data": features.data.astype(np.float32), "label": label}
+    if missing:
+        cell = np.empty((len(missing), 1), dtype=object)
+        cell[:, 0] = list(missing)
+        content["missing"] = cell
+    scipy.io.savemat(path, content)
+
+
+def test_load_features_mat_and_npz(tmp_path):
+    features = make_features()
+    features.keys[0] = "/lfw_patch/" + features.keys[0]
+    save_mat(tmp_path / "f.mat", features, missing=["Person_05/Person_05_0001.jpg"])
+    loaded = v.load_features(tmp_path / "f.mat")
+    assert loaded.keys[0] == "Person_00/Person_00_0001.jpg" and loaded.keys[1:] == features.keys[1:]
+    assert loaded.data.dtype == np.float32 and np.array_equal(loaded.data, features.data)
+    assert loaded.missing == {"Person_05/Person_05_0001.jpg"}
+
+    np.savez(tmp_path / "f.npz", data=features.data, label=np.array(features.keys))
+    loaded = v.load_features(str(tmp_path / "f.npz"))
+    assert loaded.keys[0] == "Person_00/Person_00_0001.jpg" and loaded.missing == frozenset()
+
+    features.keys[1] = features.keys[2]
+    save_mat(tmp_path / "dup.mat", features)
+    with pytest.raises(ValueError, match="appears twice .rows 2 and 3."):
+        v.load_features(tmp_path / "dup.mat")
+
+
+def test_cli_writes_png_json_and_table(tmp_path, capsys):
+    features, pairs = make_features(), make_pairs()
+    save_mat(tmp_path / "LFW_features.mat", features)
+    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    out = tmp_path / "out"
+    assert v.main(["--features", str(tmp_path / "LFW_features.mat"), "--out-dir", str(out)]) == 0  # pairs.txt found
+    printed = capsys.readouterr().out
+    assert "[pairs.txt (View 2)]: 60 listed, 60 used (30 matched, 30 mismatched), 0 excluded, 10 folds" in printed
+    assert "(optimistic: one threshold" in printed and "sample std (N-1)" in printed
+    assert (out / "lfw_roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    saved = json.loads((out / "lfw_results.json").read_text())  # strict JSON
+    expected = v.verify(features, pairs)
+    for key in ("accuracy_mean", "accuracy_std", "auc", "eer", "fold_accuracy", "roc_fpr", "n_pairs"):
+        assert saved[key] == expected[key]
+    assert saved["roc_threshold"][0] == "Infinity"
+    assert v.read_results_json(out / "lfw_results.json")["roc_threshold"][0] == math.inf
+
+
+def test_cli_missing_and_exclude(tmp_path, capsys):
+    features, pairs = make_features(), make_pairs()
+    save_mat(tmp_path / "f.mat", features, missing=["Person_01/Person_01_0001.jpg"])
+    lfw.write_pair_label(pairs, tmp_path / "pair.label")
+    args = ["--features", str(tmp_path / "f.mat"), "--pairs", str(tmp_path / "pair.label"),
+            "--out-dir", str(tmp_path / "out")]
+    n_lost = sum("Person_01/Person_01_0001.jpg" in (p.key1, p.key2) for p in pairs)
+    assert n_lost > 0
+    assert v.main(args) == 2
+    captured = capsys.readouterr()
+    assert "%d of 60 pairs have an image without a feature" % n_lost in captured.err
+    assert not (tmp_path / "out").exists()
+    assert v.main(args + ["--exclude-missing", "--pca", "4"]) == 0
+    captured = capsys.readouterr()
+    assert "excluded %d of 60 pairs with an image that has no feature:" % n_lost in captured.out
+    assert captured.out.count("Person_01/Person_01_0001.jpg") == n_lost
+    assert "PCA to 4 dims" in captured.out
+    saved = v.read_results_json(tmp_path / "out" / "lfw_results.json")
+    assert saved["n_excluded"] == n_lost and saved["pca_dim"] == 4 and saved["pair_format"] == "pair.label"
