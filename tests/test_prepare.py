@@ -1,0 +1,263 @@
+"""The dataset builder: real ORL faces packed to train/val RecordIO, and every kind of bad input."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import lightcnn  # noqa: F401
+import cv2
+import mxnet as mx
+
+from lightcnn import data, prepare
+from lightcnn.prepare import PrepareError, prepare_dataset
+
+
+def write_image(path, img, ext=None):
+    path = str(path)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    ok, buf = cv2.imencode(ext or os.path.splitext(path)[1], img)
+    assert ok
+    with open(path, "wb") as f:
+        f.write(buf.tobytes())
+
+
+def noise(h, w, seed, channels=None):
+    shape = (h, w) if channels is None else (h, w, channels)
+    return np.random.RandomState(seed).randint(0, 256, size=shape).astype(np.uint8)
+
+
+def read_lst(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            idx, label, rel = line.rstrip("\n").split("\t")
+            rows.append((int(idx), float(label), rel))
+    return rows
+
+
+def read_records(rec_path):
+    """[(id, label, decoded image)] in .idx order."""
+    reader = mx.recordio.MXIndexedRecordIO(data.idx_path_of(rec_path), rec_path, "r")
+    out = []
+    for key, _ in data.read_index(data.idx_path_of(rec_path)):
+        header, payload = mx.recordio.unpack(reader.read_idx(key))
+        assert header.id == key
+        out.append((key, header.label, cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_UNCHANGED)))
+    reader.close()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Real faces no one here made: ORL, 40 people x 10 PGM of 92x112
+
+@pytest.fixture(scope="module")
+def orl(shared_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("orl")
+    summary = prepare_dataset(shared_data / "orl_faces", out, val_fraction=0.2, seed=1, verbose=False)
+    return shared_data / "orl_faces", out, summary
+
+
+def test_orl_lists_classes_and_records(orl):
+    root, out, summary = orl
+    classes = (out / "classes.txt").read_text().splitlines()
+    assert classes == sorted(f"s{i}" for i in range(1, 41))
+    train, val = read_lst(out / "train.lst"), read_lst(out / "val.lst")
+    assert (len(train), len(val)) == (320, 80)  # 8 + 2 of every identity's 10
+    for rows in (train, val):
+        per_label = np.bincount([int(label) for _, label, _ in rows], minlength=40)
+        assert per_label.tolist() == [len(rows) // 40] * 40
+        for _, label, rel in rows:
+            assert rel.split("/")[0] == classes[int(label)] and (root / rel).is_file()
+    ids = [i for i, _, _ in train + val]
+    assert sorted(ids) == list(range(400))  # unique over both splits
+    assert len({rel for _, _, rel in train + val}) == 400
+    for split, rows in (("train", train), ("val", val)):
+        records = read_records(str(out / f"{split}.rec"))
+        assert [(i, label) for i, label, _ in records] == [(i, label) for i, label, _ in rows]
+        assert all(img.shape == (144, 144) and img.dtype == np.uint8 for _, _, img in records)
+    js = json.loads((out / "summary.json").read_text())
+    assert js == json.loads(json.dumps(summary))
+    assert (js["num_classes"], js["num_images"], js["train"]["images"], js["val"]["images"]) == (40, 400, 320, 80)
+    assert js["skipped"] == [] and js["resized"] == 400 and js["converted_colour_to_gray"] == 0
+    assert {"path": "README", "reason": "file outside any identity folder"} in js["ignored"]
+    assert not any(name.endswith(".tmp") for name in os.listdir(out))
+
+
+def test_orl_batch_reads_back(orl):
+    _, out, _ = orl
+    rec = str(out / "train.rec")
+    assert data.check_record_file(rec)["num_records"] == 320
+    assert data.check_num_classes(None, rec) == 40
+    batch = data.train_iter(rec, 32, seed=0).next()
+    x, y = batch.data[0].asnumpy(), batch.label[0].asnumpy()
+    assert x.shape == (32, 1, 128, 128) and x.dtype == np.float32 and y.shape == (32,)
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05
+    assert np.all((0 <= y) & (y < 40)) and np.all(y == np.round(y))
+
+
+def test_orl_split_is_deterministic(orl, tmp_path):
+    root, out, _ = orl
+    prepare_dataset(root, tmp_path / "same", val_fraction=0.2, seed=1, verbose=False)
+    prepare_dataset(root, tmp_path / "other", val_fraction=0.2, seed=2, verbose=False)
+    for name in ("train.lst", "val.lst", "classes.txt", "train.idx"):
+        assert (tmp_path / "same" / name).read_bytes() == (out / name).read_bytes()
+    assert (tmp_path / "same" / "train.rec").read_bytes() == (out / "train.rec").read_bytes()
+    val = {rel for _, _, rel in read_lst(out / "val.lst")}
+    assert val != {rel for _, _, rel in read_lst(tmp_path / "other" / "val.lst")}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Generated trees: bad input is reported, converted or refused, never silently dropped
+
+@pytest.fixture
+def messy_root(tmp_path):
+    root = tmp_path / "faces"
+    for i in range(4):
+        write_image(root / "alice" / f"good{i}.png", noise(144, 144, i))
+    (root / "alice" / "corrupt.jpg").write_bytes(np.random.RandomState(9).bytes(2000))
+    (root / "alice" / "empty.jpg").write_bytes(b"")
+    ok, buf = cv2.imencode(".png", noise(144, 144, 10))
+    (root / "alice" / "truncated.png").write_bytes(buf.tobytes()[: len(buf) // 2])
+    write_image(root / "alice" / "colour.jpg", noise(160, 200, 11, channels=3))
+    write_image(root / "alice" / "deep.png", noise(144, 144, 12).astype(np.uint16) * 257)  # 16-bit gray
+    (root / "alice" / "notes.txt").write_text("not a face")
+    (root / "alice" / "nested").mkdir()
+    for i in range(3):
+        write_image(root / "bob" / f"{i}.pgm", noise(120, 100, 20 + i))  # wrong size and not square
+    write_image(root / "bob" / "big.bmp", noise(300, 300, 30))
+    (root / "carol").mkdir()
+    (root / "dave").mkdir()
+    (root / "dave" / "readme.txt").write_text("no faces here")
+    (root / "stray.jpg").write_bytes(b"")
+    return root
+
+
+def test_bad_files_are_reported_not_packed(messy_root, tmp_path, capsys):
+    out = tmp_path / "out"
+    summary = prepare_dataset(messy_root, out, val_fraction=0.0, num_threads=2)
+    skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) == {"alice/corrupt.jpg", "alice/empty.jpg", "alice/truncated.png"}
+    assert skipped["alice/empty.jpg"] == "empty file (0 bytes)"
+    assert "cannot decode" in skipped["alice/corrupt.jpg"] and "cannot decode" in skipped["alice/truncated.png"]
+    assert summary["empty_identity_folders"] == ["carol", "dave"]
+    assert summary["non_image_files"] == ["alice/notes.txt", "dave/readme.txt"]
+    ignored = {s["path"] for s in summary["ignored"]}
+    assert ignored == {"alice/nested", "stray.jpg"}
+    assert summary["converted_colour_to_gray"] == 1
+    assert summary["resized"] == 5 and summary["enlarged"] == 3  # colour 200x160, bob's 3 small + 1 big
+    assert (summary["num_classes"], summary["train"]["images"], summary["val"]["images"]) == (2, 10, 0)
+
+    listed = {rel for _, _, rel in read_lst(out / "train.lst")}
+    assert not listed & set(skipped) and "alice/colour.jpg" in listed and "bob/big.bmp" in listed
+    assert all(img.shape == (144, 144) for _, _, img in read_records(str(out / "train.rec")))
+    assert read_lst(out / "val.lst") == [] and data.read_index(str(out / "val.idx")) == []
+    printed = capsys.readouterr().out
+    for path in list(skipped) + ["carol", "dave/readme.txt"]:
+        assert path in printed
+
+
+def test_colour_and_size_conversion_is_the_extractors(messy_root, tmp_path):
+    out = tmp_path / "out"
+    prepare_dataset(messy_root, out, val_fraction=0.0, verbose=False)
+    rows = {rel: i for i, _, rel in read_lst(out / "train.lst")}
+    records = {i: img for i, _, img in read_records(str(out / "train.rec"))}
+    deep = records[rows["alice/deep.png"]]
+    assert np.abs(deep.astype(int) - noise(144, 144, 12)).mean() < 2.0
+    for rel in ("alice/colour.jpg", "bob/0.pgm"):
+        raw = (messy_root / rel).read_bytes()
+        gray, _ = data.decode_gray(raw)
+        expected = data.resize_square(gray, 144)
+        stored = records[rows[rel]]
+        assert np.abs(stored.astype(int) - expected).mean() < 2.0  # only the JPEG q95 loss
+        assert data.load_eval_image(raw).shape == (1, 128, 128)
+
+
+def test_one_image_identity_stays_in_train(tmp_path):
+    root = tmp_path / "faces"
+    write_image(root / "solo" / "a.png", noise(144, 144, 1))
+    for i in range(4):
+        write_image(root / "pair" / f"{i}.png", noise(144, 144, 2 + i))
+    summary = prepare_dataset(root, tmp_path / "out", val_fraction=0.5, verbose=False)
+    assert (summary["train"]["images"], summary["val"]["images"]) == (3, 2)
+    assert summary["val"]["identities"] == 1 and summary["train"]["identities"] == 2
+    assert prepare.split_identity(["x"], 0.9, 0, "solo") == (["x"], [])
+    train, val = prepare.split_identity([f"{i}" for i in range(10)], 0.2, 5, "n")
+    assert (len(train), len(val)) == (8, 2) and sorted(train + val) == [f"{i}" for i in range(10)]
+
+
+@pytest.fixture
+def ranked_root(tmp_path):
+    """d: 5 images; z: 4 files of which 2 corrupt; a, b, c: 3 each; e: 2."""
+    root = tmp_path / "faces"
+    counts = {"d": 5, "z": 4, "a": 3, "b": 3, "c": 3, "e": 2}
+    for k, (name, n) in enumerate(counts.items()):
+        for i in range(n):
+            write_image(root / name / f"{i}.png", noise(144, 144, 10 * k + i))
+    for i in (0, 1):
+        (root / "z" / f"{i}.png").write_bytes(b"\x89PNG garbage")
+    return root
+
+
+def test_top_identities_ties_by_name(ranked_root, tmp_path, monkeypatch):
+    s = prepare_dataset(ranked_root, tmp_path / "o1", num_identities=3, min_images=3, verbose=False)
+    assert (tmp_path / "o1" / "classes.txt").read_text().split() == ["a", "b", "d"]  # d, then a, b by name
+    assert s["num_classes"] == 3 and s["train"]["images"] == 5 + 3 + 3 - s["val"]["images"]
+    s = prepare_dataset(ranked_root, tmp_path / "o2", min_images=3, verbose=False)
+    assert (tmp_path / "o2" / "classes.txt").read_text().split() == ["a", "b", "c", "d"]  # z: 2 readable
+
+    # validation stops once the chosen identities beat every unchecked one (one identity per round here)
+    monkeypatch.setattr(prepare, "_GROUP_IMAGES", 1)
+    s = prepare_dataset(ranked_root, tmp_path / "o3", num_identities=2, min_images=3, verbose=False)
+    assert (tmp_path / "o3" / "classes.txt").read_text().split() == ["a", "d"]
+    assert s["identities_checked"] == 3  # d, z, a; b and c cannot beat a on the tie-break by name
+    assert {x["path"] for x in s["skipped"]} == {"z/0.png", "z/1.png"}
+
+    s = prepare_dataset(ranked_root, tmp_path / "o4", num_identities=9, min_images=3, verbose=False)
+    assert s["num_classes"] == 4 and s["identities_shortfall"] == 5
+
+
+def test_identity_list_order_and_errors(ranked_root, tmp_path, capsys):
+    lst = tmp_path / "ids.txt"
+    lst.write_text("# subset\nd\n\ne\na\n")
+    s = prepare_dataset(ranked_root, tmp_path / "o", identity_list=str(lst), val_fraction=0.0, verbose=False)
+    assert (tmp_path / "o" / "classes.txt").read_text().split() == ["d", "e", "a"]
+    assert s["train"]["images"] == 10
+
+    lst.write_text("d\nghost\nmissing_too\n")
+    with pytest.raises(PrepareError, match="ghost.*missing_too"):
+        prepare_dataset(ranked_root, tmp_path / "o2", identity_list=str(lst))
+    assert prepare.main(["--root", str(ranked_root), "--out", str(tmp_path / "o3"),
+                         "--identity-list", str(lst)]) == 2
+    assert "ghost" in capsys.readouterr().err
+    assert not (tmp_path / "o3" / "train.rec").exists()
+
+    (ranked_root / "z" / "2.png").write_bytes(b"")
+    (ranked_root / "z" / "3.png").write_bytes(b"junk")
+    with pytest.raises(PrepareError, match="no readable image: z"):
+        prepare_dataset(ranked_root, tmp_path / "o4", identity_list=["z", "a"])
+    with pytest.raises(PrepareError, match="twice"):
+        lst.write_text("a\na\n")
+        prepare_dataset(ranked_root, tmp_path / "o5", identity_list=str(lst))
+    with pytest.raises(PrepareError, match="either"):
+        prepare_dataset(ranked_root, tmp_path / "o6", identity_list=["a"], min_images=2)
+
+
+def test_existing_output_needs_force(ranked_root, tmp_path):
+    out = tmp_path / "out"
+    prepare_dataset(ranked_root, out, num_identities=1, verbose=False)
+    assert (out / "classes.txt").read_text().split() == ["d"]
+    with pytest.raises(PrepareError, match="--force"):
+        prepare_dataset(ranked_root, out, num_identities=2, verbose=False)
+    assert (out / "classes.txt").read_text().split() == ["d"]
+    prepare_dataset(ranked_root, out, num_identities=2, force=True, verbose=False)
+    assert (out / "classes.txt").read_text().split() == ["a", "d"]
+
+
+def test_missing_root_and_output_inside_root(tmp_path, ranked_root):
+    with pytest.raises(PrepareError, match="root folder not found"):
+        prepare_dataset(tmp_path / "nowhere", tmp_path / "out")
+    s = prepare_dataset(ranked_root, ranked_root / "packed", verbose=False)
+    assert {"path": "packed", "reason": "the output folder"} in s["ignored"]
+    s = prepare_dataset(ranked_root, ranked_root / "packed", force=True, verbose=False)
+    assert "packed" not in (ranked_root / "packed" / "classes.txt").read_text().split()
