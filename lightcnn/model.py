@@ -264,6 +264,14 @@ def model_names():
     return list(_NETWORKS)
 
 
+def canonical_name(name):
+    """'LightCNN-9' -> 'lightcnn9'; an unknown name is an error listing the valid ones."""
+    key = str(name).lower().replace("-", "").replace("_", "")
+    if key not in _NETWORKS:
+        raise ValueError(f"unknown network {name!r}; valid names: {', '.join(model_names())}")
+    return key
+
+
 def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, **kwargs):
     """Build a registered LightCNN.
 
@@ -283,9 +291,7 @@ def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, 
     The parameter names are fixed by ``name`` (prefix ``<name>_``), so weights saved by one process load by name
     in another.
     """
-    key = str(name).lower().replace("-", "").replace("_", "")
-    if key not in _NETWORKS:
-        raise ValueError(f"unknown network {name!r}; valid names: {', '.join(model_names())}")
+    key = canonical_name(name)
     if mfm_type not in MFM_TYPES:
         raise ValueError(f"unknown MFM type {mfm_type!r}; valid: {', '.join(MFM_TYPES)}")
     prefix = kwargs.pop("prefix", key + "_")

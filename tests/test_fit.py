@@ -1,0 +1,208 @@
+"""The training loop: the learning-rate rule, checkpoints, exact resume, NaN handling, atomic saves, bad input,
+and dist_sync on 127.0.0.1."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import lightcnn  # noqa: F401
+import mxnet as mx
+
+from lightcnn import checkpoint
+from lightcnn.fit import Plateau, TrainingError, lr_at, parse_steps
+from lightcnn.init import LightCNNInit
+from lightcnn.model import get_model
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
+
+
+def _env(threads=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run_worker(out_dir, epochs, *extra, check=True, env=None):
+    proc = subprocess.run([sys.executable, str(WORKER), str(out_dir), str(epochs), *extra], env=env or _env(),
+                          capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"worker failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def load_params(path):
+    return {k: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
+
+# --- the learning-rate rule ----------------------------------------------------------------------------------------
+
+def test_lr_rule_of_the_seed_recipe():
+    """--lr 1e-4 --lr-step-epochs 0,100: 1e-5 from the first epoch, 1e-6 from epoch 100."""
+    steps = parse_steps("0,100")
+    assert steps == [0, 100]
+    assert lr_at(0, 1e-4, 0.1, steps) == pytest.approx(1e-5)
+    assert lr_at(99, 1e-4, 0.1, steps) == pytest.approx(1e-5)
+    assert lr_at(100, 1e-4, 0.1, steps) == pytest.approx(1e-6)
+    assert lr_at(250, 1e-4, 0.1, steps) == pytest.approx(1e-6)
+    assert lr_at(5, 1e-3, 0.5, []) == 1e-3
+    assert lr_at(5, 1e-3, 0.1, [2], plateau_drops=1) == pytest.approx(1e-5)
+
+
+def test_lr_steps_parse_errors():
+    with pytest.raises(ValueError, match="lr-step-epochs"):
+        parse_steps("10;20")
+
+
+def test_plateau_drops_after_patience_and_survives_a_resume():
+    plateau = Plateau(2)
+    drops = [plateau.update(v) for v in (1.0, 0.9, 0.95, 0.97, 0.8, 0.85)]
+    assert drops == [False, False, False, True, False, False]
+    resumed = Plateau(2, **plateau.state())
+    assert resumed.update(0.9) is True and resumed.drops == 2
+
+
+# --- checkpoints --------------------------------------------------------------------------------------------------
+
+def _tiny_trained(tmp_path):
+    net = get_model("lightcnn9", 3)
+    net.initialize(LightCNNInit())
+    net.hybridize()
+    net(mx.nd.zeros((1, 1, 128, 128)))
+    trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})
+    return net, trainer
+
+
+def test_atomic_save_interrupted_leaves_previous_checkpoint(tmp_path, monkeypatch):
+    net, trainer = _tiny_trained(tmp_path)
+    prefix = str(tmp_path / "m")
+    checkpoint.save_checkpoint(net, trainer, prefix, 1, {"network": "lightcnn9", "num_classes": 3})
+    before = {p: pathlib.Path(p).read_bytes() for p in (checkpoint.params_path(prefix, 1),
+                                                        checkpoint.symbol_path(prefix))}
+    # change the weights, then fail in the middle of the next save of the same epoch
+    for param in net.collect_params().values():
+        param.set_data(param.data() + 1)
+
+    def broken(*_):
+        raise OSError("disk full (simulated)")
+    monkeypatch.setattr(trainer, "save_states", broken)
+    with pytest.raises(OSError, match="simulated"):
+        checkpoint.save_checkpoint(net, trainer, prefix, 1, {"network": "lightcnn9", "num_classes": 3})
+    for path, content in before.items():
+        assert pathlib.Path(path).read_bytes() == content
+    assert sorted(os.listdir(tmp_path)) == ["m-0001.json", "m-0001.params", "m-0001.states", "m-symbol.json"]
+    loaded, sidecar = checkpoint.load_model(prefix)
+    assert sidecar["epoch"] == 1 and sidecar["network"] == "lightcnn9"
+    assert loaded.features(mx.nd.zeros((1, 1, 128, 128))).shape == (1, 256)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint for epoch 3"):
+        checkpoint.read_sidecar(str(tmp_path / "m"), 3)
+    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+        checkpoint.last_epoch(str(tmp_path / "m"))
+
+
+# --- whole runs (subprocesses, so a resume really is a new process) -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    run_worker(out, 2)
+    return out
+
+
+def test_run_writes_every_checkpoint_file(straight_run):
+    names = set(os.listdir(straight_run))
+    for epoch in (1, 2):
+        for suffix in ("params", "states", "json"):
+            assert f"m-{epoch:04d}.{suffix}" in names
+    assert {"m-symbol.json", "m-metrics.csv", "m-curve.png", "worker.log"} <= names
+    sidecar = json.loads((straight_run / "m-0002.json").read_text())
+    assert sidecar["network"] == "lightcnn9" and sidecar["num_classes"] == 4 and sidecar["epoch"] == 2
+    assert sidecar["input_shape"] == [1, 128, 128]
+    assert sidecar["lr"] == pytest.approx(1e-4)  # --lr 1e-3 --lr-step-epochs 1: epoch index 1 runs at 1e-4
+    log = (straight_run / "worker.log").read_text()
+    assert "Speed:" in log and "samples/sec" in log and "Epoch[1] Train-accuracy=" in log
+    lines = (straight_run / "m-metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,lr,train_loss") and len(lines) == 3
+    imported = mx.gluon.SymbolBlock.imports(str(straight_run / "m-symbol.json"), ["data"],
+                                            str(straight_run / "m-0002.params"))
+    logits, emb = imported(mx.nd.zeros((2, 1, 128, 128)))
+    assert logits.shape == (2, 4) and emb.shape == (2, 256)
+
+
+def test_resume_in_a_new_process_is_bit_identical(straight_run, tmp_path):
+    run_worker(tmp_path, 1)
+    run_worker(tmp_path, 2, "--load-epoch", "1")
+    straight = load_params(straight_run / "final-rank0.params")
+    resumed = load_params(tmp_path / "final-rank0.params")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        np.testing.assert_array_equal(resumed[name], straight[name], err_msg=name)
+    # and training did move the weights
+    first = load_params(tmp_path / "m-0001.params")
+    assert any(not np.array_equal(first["arg:" + k], straight[k]) for k in straight)
+
+
+def test_nan_stops_with_epoch_and_batch_and_keeps_last_checkpoint(tmp_path):
+    run_worker(tmp_path, 1)
+    proc = run_worker(tmp_path, 2, "--load-epoch", "1", "--nan-at-batch", "1", check=False)
+    assert proc.returncode != 0
+    assert "non-finite loss" in proc.stderr + proc.stdout and "epoch 1, batch 1" in proc.stderr + proc.stdout
+    assert checkpoint.saved_epochs(str(tmp_path / "m")) == [1]
+
+
+def test_resume_of_another_network_or_missing_epoch_fails_before_training(tmp_path):
+    run_worker(tmp_path, 1)
+    sidecar = tmp_path / "m-0001.json"
+    record = json.loads(sidecar.read_text())
+    sidecar.write_text(json.dumps(dict(record, num_classes=7)))
+    proc = run_worker(tmp_path, 2, "--load-epoch", "1", check=False)
+    assert proc.returncode != 0 and "num_classes=7" in proc.stderr
+    proc = run_worker(tmp_path, 3, "--load-epoch", "2", check=False)
+    assert proc.returncode != 0 and "no checkpoint for epoch 2" in proc.stderr
+
+
+def test_batch_smaller_than_devices_and_missing_gpu_are_clear_errors():
+    from lightcnn.devices import contexts_from_gpus
+    with pytest.raises(ValueError, match="GPU 0"):
+        contexts_from_gpus("0")
+    with pytest.raises(ValueError, match="comma-separated"):
+        contexts_from_gpus("a,b")
+
+
+@pytest.mark.dist
+def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
+    """One scheduler, one server, two workers on 127.0.0.1 (lightcnn.launch); each worker reads its own shard."""
+    from lightcnn.launch import launch
+    dist_dir = tmp_path / "dist"
+    dist_dir.mkdir()
+    command = [sys.executable, str(WORKER), str(dist_dir), "1", "--kv-store", "dist_sync"]
+    with open(tmp_path / "launch.log", "w") as log:
+        codes = launch(command, num_workers=2, num_servers=1, port=_free_port(), timeout=240,
+                       env=_env(threads=1), stdout=log, stderr=subprocess.STDOUT)
+    assert codes == [0, 0], (tmp_path / "launch.log").read_text()[-3000:]
+    rank0 = load_params(dist_dir / "final-rank0.params")
+    rank1 = load_params(dist_dir / "final-rank1.params")
+    for name in rank0:
+        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+    assert sorted(p.name for p in dist_dir.glob("m-*.params")) == ["m-0001.params"]  # only rank 0 checkpoints
+    # control: one process on shard 0 alone, without the store, ends elsewhere
+    control_dir = tmp_path / "control"
+    control_dir.mkdir()
+    run_worker(control_dir, 1, "--part", "0", "--batch-size", "4")
+    control = load_params(control_dir / "final-rank0.params")
+    assert any(not np.array_equal(control[k], rank0[k]) for k in rank0)
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
