@@ -1,0 +1,345 @@
+"""The feature extractor (lightcnn.extract and extract_features/extract_features.py) on a randomly initialised
+LightCNN-9 checkpoint over real LFW faces: the .mat layout lfw_eval.m reads, row order, features equal to the
+network's on the evaluation preprocessing, --flip, several contexts, missing images, the exported-graph form,
+the pair verifier used during training, and the evaluators reading the extractor's output."""
+import importlib.util
+import json
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.io
+
+import lightcnn  # noqa: F401
+import mxnet as mx
+
+from lightcnn import checkpoint, extract, lfw, verification
+from lightcnn.data import Preprocess, load_eval_image
+from lightcnn.init import LightCNNInit
+from lightcnn.lfw import Pair
+from lightcnn.model import get_model
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CLI = ROOT / "extract_features" / "extract_features.py"
+MATLAB_DIR = ROOT / "lfw_verification-matlab"
+N_PEOPLE, PER_PERSON = 6, 3
+
+
+def assert_features_close(actual, expected):
+    """Batched and single-image convolutions may round differently in the last bits (oneDNN picks kernels by
+    shape); anything beyond that is a real difference."""
+    scale = float(np.abs(expected).max())
+    np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-5 * scale)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fixtures: a few real faces, a list file in the original's format, a random checkpoint
+
+@pytest.fixture(scope="module")
+def faces(shared_data, tmp_path_factory):
+    """(image root, list file, keys in list order): 6 people x 3 images, listed lfw_patch_part.txt style."""
+    root = shared_data / "lfw_gray144"
+    people = []
+    for name in sorted(os.listdir(root)):
+        if all((root / lfw.lfw_key(name, i)).is_file() for i in range(1, PER_PERSON + 1)):
+            people.append(name)
+            if len(people) == N_PEOPLE:
+                break
+    assert len(people) == N_PEOPLE
+    keys = [lfw.lfw_key(name, i) for name in people for i in range(1, PER_PERSON + 1)]
+    keys = keys[1::2] + keys[0::2][::-1]  # not sorted: the output must keep the list's order
+    folder = tmp_path_factory.mktemp("faces")
+    image_list = folder / "lfw_patch_part.txt"
+    with open(image_list, "w", newline="") as f:
+        f.write("".join(f"/lfw_patch/{k}\r\n" for k in keys))
+    return root, image_list, keys
+
+
+@pytest.fixture(scope="module")
+def model_prefix(tmp_path_factory):
+    net = get_model("lightcnn9", 10)
+    net.initialize(LightCNNInit())
+    net.hybridize()
+    net(mx.nd.zeros((1,) + net.input_shape))
+    prefix = str(tmp_path_factory.mktemp("checkpoint") / "lightcnn")
+    sidecar = {"network": "lightcnn9", "num_classes": 10, "model_options": {}, "input_shape": list(net.input_shape),
+               "preprocess": Preprocess().to_dict()}
+    checkpoint.save_checkpoint(net, None, prefix, 3, sidecar)
+    return prefix
+
+
+@pytest.fixture(scope="module")
+def loaded(model_prefix):
+    net, preprocess, sidecar = extract.load_checkpoint_embedding(model_prefix)
+    assert sidecar["epoch"] == 3 and preprocess == Preprocess()
+    return net, preprocess
+
+
+@pytest.fixture(scope="module")
+def extracted(faces, loaded):
+    root, image_list, _ = faces
+    net, preprocess = loaded
+    keys, paths = extract.list_images(str(root), str(image_list))
+    return extract.extract_features(net, paths, preprocess, batch_size=8, keys=keys), paths
+
+
+@pytest.fixture(scope="module")
+def pairs_file(faces, tmp_path_factory):
+    """2 folds x (3 matched + 3 mismatched) over the listed faces; one pair uses an image that does not exist."""
+    people = sorted({k.split("/")[0] for k in faces[2]})
+    a, b, c, d, e, f = people
+    key = lfw.lfw_key
+    pairs = [Pair(key(p, 1), key(p, 2), True, 0) for p in (a, b, c)]
+    pairs += [Pair(key(a, 3), key(b, 3), False, 0), Pair(key(c, 3), key(d, 3), False, 0),
+              Pair(key(e, 3), key(f, 3), False, 0)]
+    pairs += [Pair(key(p, 1), key(p, 3), True, 1) for p in (d, e, f)]
+    pairs += [Pair(key(a, 1), key(c, 2), False, 1), Pair(key(b, 2), key(d, 1), False, 1),
+              Pair(key(e, 2), key(f, 99), False, 1)]  # f_0099 does not exist
+    path = tmp_path_factory.mktemp("pairs") / "pairs.txt"
+    lfw.write_pairs_txt(pairs, path)
+    return path
+
+
+def run_cli(*args, cwd):
+    return subprocess.run([sys.executable, str(CLI), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=180)
+
+
+@pytest.fixture(scope="module")
+def cli_run(faces, model_prefix, tmp_path_factory):
+    """The CLI as users run it, from an unrelated folder, default output name, with --npy."""
+    root, image_list, _ = faces
+    cwd = tmp_path_factory.mktemp("elsewhere")
+    proc = run_cli("--model-prefix", model_prefix, "--image-list", image_list, "--image-root", root, "--npy",
+                   "--batch-size", 8, cwd=cwd)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return cwd, proc
+
+
+def load_cli_module():
+    spec = importlib.util.spec_from_file_location("extract_features_cli", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the .mat the evaluators read
+
+def test_cli_writes_the_mat_lfw_eval_loads(cli_run, faces, extracted):
+    cwd, proc = cli_run
+    _, _, keys = faces
+    mat = scipy.io.loadmat(cwd / extract.DEFAULT_MAT)
+    assert {k for k in mat if not k.startswith("__")} == {"data", "label"}  # no 'missing' when none is
+    assert mat["data"].shape == (len(keys), 256) and mat["data"].dtype == np.float32  # single
+    assert mat["label"].shape == (len(keys), 1) and mat["label"].dtype == object  # a cell column
+    assert [str(cell[0]) for cell in mat["label"][:, 0]] == keys  # list order, prefixes dropped
+    result, _ = extracted
+    assert result.keys == keys and result.missing == []
+    assert_features_close(mat["data"], result.features)
+    assert "images/sec" in proc.stderr
+    # --npy: the same rows, and the labels one per line
+    npy, label, missing = (cwd / os.path.basename(p) for p in extract.npy_paths(extract.DEFAULT_MAT))
+    np.testing.assert_array_equal(np.load(npy), mat["data"])
+    assert label.read_text().splitlines() == keys and not missing.exists()
+
+
+def test_rows_are_the_network_features_of_the_evaluation_crop(extracted, loaded):
+    result, paths = extracted
+    net, preprocess = loaded
+    for i in (0, 7, len(paths) - 1):
+        single = net.features(mx.nd.array(load_eval_image(paths[i], preprocess)[None])).asnumpy()[0]
+        assert_features_close(result.features[i], single)
+    assert np.abs(result.features).max() > 0 and not np.allclose(result.features[0], result.features[1])
+
+
+def test_flip_is_the_sum_of_image_and_mirror_features(extracted, loaded):
+    result, paths = extracted
+    net, preprocess = loaded
+    flipped = extract.extract_features(net, paths[:8], preprocess, batch_size=8, flip=True)
+    images = np.stack([load_eval_image(p, preprocess) for p in paths[:8]])  # (8, 1, 128, 128)
+    both = net.features(mx.nd.array(np.concatenate([images, images[:, :, :, ::-1]]))).asnumpy()
+    assert_features_close(flipped.features, both[:8] + both[8:])
+    assert not np.allclose(flipped.features, 2 * result.features[:8])
+
+
+def test_batches_split_over_several_contexts(model_prefix, extracted, loaded):
+    result, paths = extracted
+    net2, preprocess, _ = extract.load_checkpoint_embedding(model_prefix, ctx=[mx.cpu(0), mx.cpu(1)])
+    # 18 images in batches of 17: the last batch holds one image, fewer than the contexts
+    split = extract.extract_features(net2, paths, preprocess, ctx=[mx.cpu(0), mx.cpu(1)], batch_size=17)
+    assert_features_close(split.features, result.features)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# missing and unreadable images
+
+@pytest.fixture
+def broken_root(faces, tmp_path):
+    """A root with 3 real faces and a corrupt JPEG, and a list naming those plus 2 images that do not exist."""
+    root, _, keys = faces
+    good = keys[:3]
+    for key in good:
+        (tmp_path / "root" / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / key, tmp_path / "root" / key)
+    corrupt = "Broken_Person/Broken_Person_0001.jpg"
+    (tmp_path / "root" / corrupt).parent.mkdir(parents=True)
+    (tmp_path / "root" / corrupt).write_bytes(b"\xff\xd8\xff not really a jpeg")
+    absent = ["Nobody_Here/Nobody_Here_0001.jpg", "Nobody_Here/Nobody_Here_0002.jpg"]
+    listed = [good[0], absent[0], good[1], corrupt, good[2], absent[1]]
+    image_list = tmp_path / "list.txt"
+    image_list.write_text("".join(f"lfw/{k}\r\n" for k in listed), newline="")
+    return tmp_path / "root", image_list, good, [absent[0], corrupt, absent[1]]
+
+
+def test_missing_images_are_an_error_listing_every_one(broken_root, loaded):
+    root, image_list, _, bad = broken_root
+    net, preprocess = loaded
+    keys, paths = extract.list_images(str(root), str(image_list))
+    with pytest.raises(extract.MissingImagesError) as info:
+        extract.extract_features(net, paths, preprocess, keys=keys)
+    message = str(info.value)
+    assert "3 of 6 images" in message and "--skip-missing" in message
+    for key in bad:
+        assert os.path.join(str(root), *key.split("/")) in message
+    assert [reason.split(" ")[0] for _, reason in info.value.problems] == ["not", "unreadable", "not"]
+
+
+def test_skip_missing_lists_them_and_stores_missing(broken_root, loaded, extracted, faces, tmp_path, caplog):
+    root, image_list, good, bad = broken_root
+    net, preprocess = loaded
+    keys, paths = extract.list_images(str(root), str(image_list))
+    with caplog.at_level(logging.WARNING, logger="lightcnn.extract"):
+        result = extract.extract_features(net, paths, preprocess, keys=keys, skip_missing=True)
+    assert "skipped 3 of 6 images" in caplog.text and all(key.split("/")[1] in caplog.text for key in bad)
+    assert result.keys == good and result.missing == bad
+    full, _ = extracted
+    assert_features_close(result.features, full.features[:3])  # copies of the first three listed faces
+
+    out = tmp_path / "features.mat"
+    extract.save_features_mat(str(out), *result)
+    mat = scipy.io.loadmat(out)
+    assert mat["data"].shape == (3, 256) and mat["missing"].shape == (3, 1)
+    assert [str(c[0]) for c in mat["missing"][:, 0]] == bad
+    loaded_back = verification.load_features(str(out))
+    assert loaded_back.keys == good and loaded_back.missing == frozenset(bad)
+
+
+def test_cli_exit_codes_on_missing_images_and_bad_flags(broken_root, model_prefix, tmp_path, caplog):
+    root, image_list, _, _ = broken_root
+    cli = load_cli_module()
+    out = tmp_path / "out.mat"
+    common = ["--model-prefix", model_prefix, "--image-list", str(image_list), "--image-root", str(root),
+              "--out", str(out)]
+    assert cli.main(common) == 1 and not out.exists()
+    assert cli.main(common + ["--skip-missing"]) == 0
+    assert scipy.io.loadmat(out)["missing"].shape == (3, 1)
+    for bad_flags in (["--scale", "1"],  # a checkpoint fixes its preprocessing
+                      ["--symbol", "x-symbol.json"]):  # two model sources
+        with pytest.raises(SystemExit) as info:
+            cli.main(common + bad_flags)
+        assert info.value.code == 2
+    assert cli.main(common[:2] + ["--epoch", "7"] + common[2:]) == 2  # no such checkpoint
+    assert "saved epochs under this prefix: [3]" in caplog.text
+
+
+def test_list_images_walks_the_root_when_there_is_no_list(broken_root):
+    root, _, good, _ = broken_root
+    keys, paths = extract.list_images(str(root))
+    assert keys == sorted(good + ["Broken_Person/Broken_Person_0001.jpg"])
+    assert paths == [os.path.join(str(root), *k.split("/")) for k in keys]
+    with pytest.raises(FileNotFoundError):
+        extract.list_images(str(root / "nowhere"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# an exported graph: symbol.json + params with explicit preprocessing
+
+def test_symbol_and_params_give_the_same_features(cli_run, faces, model_prefix, tmp_path, caplog):
+    root, image_list, keys = faces
+    cwd, _ = cli_run
+    out = tmp_path / "symbol.mat"
+    argv = ["--symbol", checkpoint.symbol_path(model_prefix), "--params", checkpoint.params_path(model_prefix, 3),
+            "--image-size", 144, "--scale", 1 / 255, "--mean", 0, "--image-list", image_list, "--image-root", root,
+            "--out", out, "--batch-size", 8]
+    cli = load_cli_module()
+    assert cli.main([str(a) for a in argv]) == 0  # in-process: one subprocess run is enough
+    mat, reference = scipy.io.loadmat(out), scipy.io.loadmat(cwd / extract.DEFAULT_MAT)
+    assert [str(c[0]) for c in mat["label"][:, 0]] == keys
+    np.testing.assert_array_equal(mat["data"], reference["data"])
+    # a crop the saved weights cannot take is refused before any image is read
+    argv[argv.index("--out") + 1] = tmp_path / "never.mat"
+    assert cli.main([str(a) for a in argv + ["--image-size", 128, "--crop-size", 112]]) == 2
+    assert "parameter shapes differ" in caplog.text and not (tmp_path / "never.mat").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# verification: during training, and the evaluators reading the extractor's .mat
+
+@pytest.fixture(scope="module")
+def verifier_result(pairs_file, faces, loaded):
+    root, _, _ = faces
+    net, preprocess = loaded
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    log = logging.getLogger("test_extract.verifier")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        verify = extract.make_pair_verifier(str(pairs_file), str(root), preprocess, batch_size=8, logger=log)
+        accuracy = verify(net, mx.cpu())
+    finally:
+        log.removeHandler(handler)
+    return accuracy, [r.getMessage() for r in records]
+
+
+def test_pair_verifier_returns_the_mean_accuracy_and_reports_exclusions(verifier_result, faces):
+    accuracy, messages = verifier_result
+    assert isinstance(accuracy, float) and 0.0 <= accuracy <= 1.0
+    name = sorted({k.split("/")[0] for k in faces[2]})[-1]
+    assert any("1 of 12 pairs" in m and f"{name}_0099.jpg" in m for m in messages)  # listed when built
+    assert any("over 11 of 12 pairs (1 excluded" in m for m in messages)  # counted with the result
+
+
+def test_pair_verifier_rejects_a_fold_without_usable_pairs(faces, tmp_path):
+    root, _, keys = faces
+    pairs = [Pair(keys[0], keys[1], True, 0), Pair(keys[0], "Ghost/Ghost_0001.jpg", False, 1)]
+    path = tmp_path / "pair.label"
+    lfw.write_pair_label(pairs, path)
+    with pytest.raises(ValueError, match="without such a pair"):
+        extract.make_pair_verifier(str(path), str(root), logger=logging.getLogger("test_extract.quiet"))
+
+
+def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_result, tmp_path):
+    cwd, _ = cli_run
+    proc = subprocess.run([sys.executable, "-m", "lightcnn.verification", "--features", extract.DEFAULT_MAT,
+                           "--pairs", str(pairs_file), "--out-dir", str(tmp_path), "--exclude-missing"],
+                          cwd=cwd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "excluded 1 of 12 pairs" in proc.stdout and "2-fold accuracy" in proc.stdout
+    results = verification.read_results_json(tmp_path / verification.RESULTS_JSON)
+    assert results["n_pairs"] == 11 and results["n_excluded"] == 1
+    assert results["accuracy_mean"] == pytest.approx(verifier_result[0], abs=1e-12)
+
+
+@pytest.mark.octave
+def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_path):
+    cwd, _ = cli_run
+    script = (f"addpath('{MATLAB_DIR}'); lfw_eval('{extract.DEFAULT_MAT}', '{pairs_file}', '{tmp_path}', "
+              f"'exclude_missing', true);")
+    proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--eval", script], cwd=cwd,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    octave = verification.read_results_json(tmp_path / verification.RESULTS_JSON)
+    python = verification.run(str(cwd / extract.DEFAULT_MAT), str(pairs_file), str(tmp_path / "py"),
+                              exclude_missing=True, log=lambda message: None)
+    assert octave["n_pairs"] == python["n_pairs"] == 11
+    for key in ("accuracy_mean", "accuracy_std", "best_accuracy", "auc", "eer"):
+        assert octave[key] == pytest.approx(python[key], abs=1e-6), key
+    assert json.loads((tmp_path / verification.RESULTS_JSON).read_text())["n_excluded"] == 1
