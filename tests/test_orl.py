@@ -14,6 +14,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -54,3 +55,46 @@ def test_orl_training_reaches_validation_accuracy_well_above_chance(orl_model):
     assert sidecar["num_classes"] == 30
     assert val_accuracy >= VAL_ACCURACY_BAR
     assert "Speed:" in orl_model["log"] and "Validation-accuracy=" in orl_model["log"]
+
+
+def _unseen_people_pairs():
+    """Every same/different pair of the ten people never trained on (s31-s40, 10 images each): 450 matched and
+    4,500 mismatched, dealt round-robin into 10 folds of each kind."""
+    from lightcnn.lfw import Pair
+    keys = [f"s{p}/{i}.pgm" for p in range(31, 41) for i in range(1, 11)]
+    matched, mismatched = [], []
+    for a in range(len(keys)):
+        for b in range(a + 1, len(keys)):
+            same = keys[a].split("/")[0] == keys[b].split("/")[0]
+            (matched if same else mismatched).append((keys[a], keys[b]))
+    pairs = [Pair(k1, k2, True, i % 10) for i, (k1, k2) in enumerate(matched)]
+    pairs += [Pair(k1, k2, False, i % 10) for i, (k1, k2) in enumerate(mismatched)]
+    return keys, pairs
+
+
+# Measured on this 2-core machine (seed 0, 6 epochs on s1-s30): 10-fold accuracy 0.944 +- 0.006, AUC 0.931, EER
+# 16.2% on s31-s40. For scale, raw-pixel cosine on the same pairs: 0.944 / AUC 0.890 (0.955 / 0.929 with the mean
+# image removed): 240 training images teach LightCNN-9 about as much as ORL's aligned pixels already tell.
+# The classes are 1:10 unbalanced, so "always different" scores 0.909: the bar is set on accuracy above that
+# and on AUC (chance 0.5).
+VERIFY_AUC_BAR = 0.85
+VERIFY_ACCURACY_BAR = 0.93
+
+
+def test_orl_verification_of_unseen_people(orl_model, shared_data):
+    from lightcnn.data import load_eval_image
+    from lightcnn.extract import extract_features, load_checkpoint_embedding
+    from lightcnn.verification import Features, format_table, verify
+    keys, pairs = _unseen_people_pairs()
+    net, preprocess, _ = load_checkpoint_embedding(str(orl_model["prefix"]))
+    extracted = extract_features(net, [shared_data / "orl_faces" / k for k in keys], preprocess, keys=keys,
+                                 log_interval=None)
+    assert extracted.features.shape == (100, 256) and not extracted.missing
+    results = verify(Features(extracted.features, extracted.keys), pairs, log=lambda *_: None)
+    print(format_table(results))
+    assert results["n_pairs"] == 4950 and results["n_matched"] == 450
+    assert results["auc"] >= VERIFY_AUC_BAR
+    assert results["accuracy_mean"] >= VERIFY_ACCURACY_BAR
+    pixels = np.stack([load_eval_image(shared_data / "orl_faces" / k, preprocess).ravel() for k in keys])
+    baseline = verify(Features(pixels, keys), pairs, log=lambda *_: None)
+    print(f"raw-pixel cosine baseline: accuracy {baseline['accuracy_mean']:.4f}, AUC {baseline['auc']:.4f}")
