@@ -38,7 +38,7 @@ def build_parser():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     model = parser.add_argument_group("Model (a checkpoint, or an exported symbol + params)")
     model.add_argument("--model-prefix", help="training checkpoint prefix (prefix-NNNN.params + prefix-NNNN.json)")
-    model.add_argument("--epoch", type=int, default=None, help="checkpoint epoch; default: the last one saved")
+    model.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (None: the last one saved)")
     model.add_argument("--symbol", help="an exported X-symbol.json (instead of --model-prefix)")
     model.add_argument("--params", help="its X-NNNN.params")
 
@@ -51,7 +51,7 @@ def build_parser():
 
     images = parser.add_argument_group("Images")
     images.add_argument("--image-list", help="one image path per line (any leading prefix, e.g. lfw_patch_part.txt); "
-                                             "default: every image under --image-root")
+                                             "None: every image under --image-root")
     images.add_argument("--image-root", required=True, help="folder the list's Name/Name_NNNN.jpg are under")
     images.add_argument("--skip-missing", action="store_true",
                         help="skip missing or unreadable images (listed, and stored as 'missing') instead of failing")
@@ -66,7 +66,7 @@ def build_parser():
     run.add_argument("--gpus", default="", help="GPUs to split each batch over, e.g. '0,1'; empty: CPU")
     run.add_argument("--flip", action="store_true",
                      help="feature = feature(image) + feature(left-right mirror); doubles the compute")
-    run.add_argument("--workers", type=int, default=None, help="decoding threads (default: cores, at most 4)")
+    run.add_argument("--workers", type=int, default=None, help="decoding threads (None: the core count, at most 4)")
     run.add_argument("--log-interval", type=float, default=5.0, help="seconds between progress lines")
     return parser
 
