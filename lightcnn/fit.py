@@ -301,11 +301,11 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
         seconds = time.time() - start
         epoch_times.append(seconds)
         eta = (args.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)
-        logger.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Time cost=%.1fs ETA=%s", epoch,
-                    train["accuracy"], train["loss"],
+        logger.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
+                    "ETA=%s", epoch, train["accuracy"], train["loss"],
                     f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
                     f" Verification-accuracy={verify_acc:f}" if verify_acc is not None else "",
-                    lr, seconds, _format_seconds(eta))
+                    lr, train["samples_per_sec"], seconds, _format_seconds(eta))
         rows.append(_metrics_row(epoch + 1, lr, train, val, seconds, verify_acc))
         if store.writes_checkpoints and prefix:
             checkpoint.save_checkpoint(net, trainer, prefix, epoch + 1,
