@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REQUIREMENTS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo requirements-gpu.txt || echo requirements.txt)
 STAMP := $(VENV)/.installed-$(basename $(notdir $(REQUIREMENTS)))
 
-.PHONY: venv test demo bench lfw clean
+.PHONY: venv test demo bench clean
 
 venv: $(STAMP)
 
