@@ -325,8 +325,8 @@ def run_demo(args):
     # 4. train
     prefix = os.path.join(out, "model", NETWORK)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
-    t = steps.begin("train", f"LightCNN-9, {args.epochs} epoch{'s' * (args.epochs != 1)} on {n_train} images of {num_classes} identities "
-                             f"(batch {batch_size}, Adam lr {args.lr:g}), on the CPU")
+    t = steps.begin("train", f"LightCNN-9, {args.epochs} epoch{'s' * (args.epochs != 1)} on {n_train} images of "
+                             f"{num_classes} identities (batch {batch_size}, Adam lr {args.lr:g}), on the CPU")
     command = [python, TRAIN_SCRIPT, "--network", NETWORK, "--data-train", os.path.join(data_dir, "train.rec"),
                "--num-epochs", str(args.epochs), "--batch-size", str(batch_size),
                "--optimizer", "adam", "--lr", f"{args.lr:g}", "--lr-step-epochs", args.lr_step_epochs,
@@ -378,19 +378,23 @@ def run_demo(args):
     if octave:
         t = steps.begin("octave", "the same files through lfw_eval.m in GNU Octave")
         agree = []
-        for name, _ in MODELS:
-            eval_dir = os.path.join(out, "eval", name, "octave")
-            os.makedirs(eval_dir, exist_ok=True)
-            call = "lfw_eval(%s, %s, %s%s);" % (_m(mats[name]), _m(pairs_path), _m(eval_dir),
-                                               ", 'exclude_missing', true" if n_missing_images else "")
-            steps.run("octave", [octave, "--no-gui", "--no-init-file", "--eval",
-                                 f"addpath({_m(MATLAB_DIR)}); {call}"], log_name=f"octave_{name}", echo=False)
-            octave_results = _read_results(os.path.join(eval_dir, "lfw_results.json"))
-            agree.append(_octave_agrees(results[name], octave_results))
-        paths["octave_results"] = os.path.join(out, "eval", "<features>", "octave")
-        octave_note = ("lfw_eval.m (Octave) gives the same accuracy, AUC and EER for all three (to 1e-6)"
-                       if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn.verification DISAGREE: "
-                                          "compare eval/*/lfw_results.json with eval/*/octave/lfw_results.json")
+        try:
+            for name, _ in MODELS:
+                eval_dir = os.path.join(out, "eval", name, "octave")
+                os.makedirs(eval_dir, exist_ok=True)
+                call = "lfw_eval(%s, %s, %s%s);" % (_m(mats[name]), _m(pairs_path), _m(eval_dir),
+                                                   ", 'exclude_missing', true" if n_missing_images else "")
+                steps.run("octave", [octave, "--no-gui", "--no-init-file", "--eval",
+                                     f"addpath({_m(MATLAB_DIR)}); {call}"], log_name=f"octave_{name}", echo=False)
+                octave_results = _read_results(os.path.join(eval_dir, "lfw_results.json"))
+                agree.append(_octave_agrees(results[name], octave_results))
+            paths["octave_results"] = os.path.join(out, "eval", "<features>", "octave")
+            octave_note = ("lfw_eval.m (Octave) gives the same accuracy, AUC and EER for all three (to 1e-6)"
+                           if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn.verification DISAGREE: "
+                                              "compare eval/*/lfw_results.json with eval/*/octave/lfw_results.json")
+        except DemoError as error:  # the Python figures stand; say loudly that the MATLAB twin failed
+            octave_note = f"WARNING: lfw_eval.m failed in Octave, see above; {error}".split("\n")[0]
+            steps.say(str(error))
         steps.end("octave", t)
     else:
         octave_note = ("octave-cli not found: lfw_eval.m was not run (install GNU Octave, e.g. "
@@ -404,7 +408,7 @@ def run_demo(args):
               "epochs": args.epochs, "num_classes": num_classes, "train_images": n_train, "val_images": n_val,
               "pairs": len(pairs), "paths": paths, "octave": octave_note, "args": vars(args)}
     with open(os.path.join(out, SUMMARY), "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1, default=str)
+        json.dump(_finite(record), f, indent=1, default=str, allow_nan=False)
     report = format_report(record, results)
     steps.say("\n" + report)
     return record
@@ -454,6 +458,17 @@ def format_report(record, results):
         "=" * 100,
     ]
     return "\n".join(lines)
+
+
+def _finite(value):
+    """NaN and infinities as the strings lfw_results.json uses, so the summary is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    return value
 
 
 def _m(text):
