@@ -153,19 +153,28 @@ def write_lines(path, lines):
         f.writelines(line + "\n" for line in lines)
 
 
-def write_pixel_features(root, keys, path, preprocess):
+def write_pixel_features(root, keys, path, preprocess, side=None):
     """The raw-pixel baseline: each image's network input (centre crop, same scaling), flattened, to a ``.mat``
-    with the extractor's keys (``data``, ``label``, and ``missing`` for images that cannot be read)."""
+    with the extractor's keys (``data``, ``label``, and ``missing`` for images that cannot be read).
+
+    ``side`` shrinks the crop first (area averaging) to keep the file small for thousands of images; cosine
+    similarity of pixels hardly depends on it (it is dominated by low frequencies).
+    """
+    import cv2
     import scipy.io
     from lightcnn.data import load_eval_image
     rows, found, missing = [], [], []
     for key in keys:
         try:
-            rows.append(load_eval_image(os.path.join(root, *key.split("/")), preprocess).ravel())
-            found.append(key)
+            x = load_eval_image(os.path.join(root, *key.split("/")), preprocess)[0]  # (crop, crop)
         except (OSError, ValueError):
             missing.append(key)
-    data = np.vstack(rows) if rows else np.zeros((0, preprocess.crop_size ** 2), np.float32)
+            continue
+        if side and side != x.shape[0]:
+            x = cv2.resize(x, (side, side), interpolation=cv2.INTER_AREA)
+        rows.append(x.ravel())
+        found.append(key)
+    data = np.vstack(rows) if rows else np.zeros((0, (side or preprocess.crop_size) ** 2), np.float32)
     content = {"data": data.astype(np.float32), "label": _cell(found)}
     if missing:
         content["missing"] = _cell(missing)
