@@ -206,3 +206,25 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_verification_during_training_on_real_lfw_pairs(shared_data, tmp_path):
+    """--verify-pairs/--verify-root: the 10-fold accuracy of the current model after every epoch, in the log and
+    the metrics CSV; a pair whose image is missing is reported, not silently dropped."""
+    from lightcnn import lfw
+    pairs = lfw.read_pairs(str(shared_data / "lfw" / "pairs.txt"))
+    small = [p for k in range(10) for kind in (True, False)
+             for p in [q for q in pairs if q.fold == k and q.is_same == kind][:3]]
+    lfw.write_pairs_txt(small, str(tmp_path / "pairs.txt"))
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "train_lightcnn.py"), "--benchmark", "1", "--benchmark-batches", "2",
+         "--num-epochs", "1", "--batch-size", "8", "--network", "lightcnn9", "--model-prefix", str(tmp_path / "m"),
+         "--verify-pairs", str(tmp_path / "pairs.txt"), "--verify-root", str(shared_data / "lfw_gray144")],
+        env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Verification-accuracy=" in proc.stderr
+    assert "1 of 60 pairs" in proc.stderr and "Aaron_Tippin/Aaron_Tippin_0001.jpg" in proc.stderr
+    header, row = (tmp_path / "m-metrics.csv").read_text().splitlines()[:2]
+    accuracy = float(row.split(",")[header.split(",").index("verify_accuracy")])
+    assert 0.0 <= accuracy <= 1.0
