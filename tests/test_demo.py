@@ -137,6 +137,15 @@ def test_pixel_features_mat(small_set, tmp_path):
     assert str(m["label"][0, 0][0]) == keys[0] and str(m["missing"][0, 0][0]) == keys[1]
 
 
+def test_lfw_benchmark_keeps_pairs_of_untrained_identities_in_their_folds():
+    from lightcnn.lfw_benchmark import unseen_pairs
+    P = lfw.Pair
+    pairs = [P("A/A_0001.jpg", "A/A_0002.jpg", True, 0), P("B/B_0001.jpg", "B/B_0002.jpg", True, 1),
+             P("A/A_0001.jpg", "C/C_0001.jpg", False, 0), P("B/B_0001.jpg", "C/C_0001.jpg", False, 1)]
+    assert unseen_pairs(pairs, ["A"]) == pairs[1:2] + pairs[3:]
+    assert unseen_pairs(pairs, []) == pairs
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # the pipeline
 
