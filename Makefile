@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 REQUIREMENTS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo requirements-gpu.txt || echo requirements.txt)
 STAMP := $(VENV)/.installed-$(basename $(notdir $(REQUIREMENTS)))
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench lfw clean
 
 venv: $(STAMP)
 
@@ -27,5 +27,9 @@ demo: venv
 bench: venv
 	$(BIN)/python -m lightcnn.bench --network lightcnn9 lightcnn29 --json bench_model.json
 
+# the real-face benchmark (hours on 2 CPU cores): LightCNN-9 trained on LFW, verified on unseen people
+lfw: venv
+	$(BIN)/python -m lightcnn.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
+
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output lfw_output .pytest_cache
