@@ -23,8 +23,10 @@ little more than a random projection of them) confuse people:
   fully closed); illumination (a directional gradient of random direction and strength, ambient level, gamma,
   contrast); the background (level and texture); blur and sensor noise; JPEG.
 
-``difficulty`` scales every per-image variation (1.0 is the default, 0 gives one frontal neutral image per
-identity repeated with noise only).
+``difficulty`` scales every per-image variation (0 gives one frontal neutral image per identity repeated with
+faint noise only). The default, 1.0, was set by measurement: on the 600 demo pairs, raw-pixel cosine scores
+56.5% (10-fold accuracy) and the untrained LightCNN-9 60.8%, while 8 epochs of training on the CPU reach 84.3%
+(the ranges were 1/0.7 times wider at first: 52% / 55% / 74% with the same compute).
 
 Training identities and verification identities are disjoint: identities ``0 .. T-1`` are for training,
 ``T .. T+V-1`` only appear in ``pairs.txt``. The pair folds are disjoint in identities too, as LFW's View 2 folds
