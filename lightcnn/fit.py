@@ -101,6 +101,11 @@ def setup_logging(log_path=None, quiet=False):
     return logger
 
 
+# kvstore keys of the weight comparison: far above the Trainer's (0 .. number of parameters - 1)
+SYNC_CHECK_KEY = 1 << 30
+NAN_CHECK_KEY = SYNC_CHECK_KEY + 2
+
+
 class DistributedStore:
     """The kvstore facts the loop needs: rank, number of workers, and whether this worker writes checkpoints."""
 
@@ -128,6 +133,71 @@ class DistributedStore:
     @property
     def writes_checkpoints(self):
         return self.rank == 0
+
+    @property
+    def keeps_workers_in_sync(self):
+        """dist_sync workers apply the same update to the same weights; dist_async workers legitimately drift."""
+        return self.is_dist and "async" not in self.name
+
+    def broadcast_before_training(self, net, trainer, ctxs):
+        """Gluon broadcasts rank 0's weights lazily, inside the first ``trainer.step``: rank 0 then pulls a weight
+        into the parameter itself while the same step pushes that parameter's gradient, and MXNet orders those two
+        requests only by the order its engine happens to dispatch them. Do the broadcast up front and wait for it."""
+        if not self.is_dist:
+            return
+        # resolves the deferred parameter shapes; in train mode, because an inference pass lets oneDNN reorder the
+        # convolution weights in place into its own layout, which the kvstore cannot push
+        with autograd.train_mode():
+            net(mx.nd.zeros((1,) + tuple(net.input_shape), ctx=ctxs[0]))
+        if not trainer._kv_initialized:
+            trainer._init_kvstore()
+        if trainer._params_to_init:
+            trainer._init_params()
+        mx.nd.waitall()
+        if self.keeps_workers_in_sync:
+            size = sum(p.list_data()[0].size for p in net.collect_params().values())
+            self.kv.init(SYNC_CHECK_KEY, mx.nd.zeros((size,)))
+            self.kv.init(SYNC_CHECK_KEY + 1, mx.nd.zeros((1,)))
+            self.kv.init(NAN_CHECK_KEY, mx.nd.zeros((1,)))
+
+    def all_finite(self, value):
+        """Whether ``value`` is finite here and on every other dist_sync worker: a worker that stopped alone on a
+        NaN would leave the others waiting for its gradients forever, so they agree on every batch."""
+        finite = math.isfinite(value)
+        if not self.keeps_workers_in_sync:
+            return finite
+        not_finite = mx.nd.zeros((1,))
+        self.kv.pushpull(NAN_CHECK_KEY, mx.nd.array([0.0 if finite else 1.0]), out=not_finite)
+        return not_finite.asscalar() == 0
+
+    def check_in_sync(self, net, epoch):
+        """Compare every dist_sync worker's weights with rank 0's, exactly, and stop every worker if one differs.
+
+        Rank 0 pushes its weights and the others push zeros, so the sum each worker pulls back is rank 0's weights
+        bit for bit; a second push sums the workers' counts of differing parameters, so all stop together.
+        """
+        if not self.keeps_workers_in_sync:
+            return
+        params = list(net.collect_params().values())
+        # asnumpy, not reshape: after a validation pass oneDNN may hold a weight in its own layout
+        mine = mx.nd.array(np.concatenate([p.list_data()[0].asnumpy().ravel() for p in params]))
+        rank0 = mx.nd.zeros(mine.shape)
+        self.kv.pushpull(SYNC_CHECK_KEY, mine if self.rank == 0 else mx.nd.zeros(mine.shape), out=rank0)
+        mine, rank0 = mine.asnumpy(), rank0.asnumpy()
+        differing, start = [], 0
+        for p in params:
+            size = p.list_data()[0].size
+            if not np.array_equal(mine[start:start + size], rank0[start:start + size]):
+                differing.append(p.name)
+            start += size
+        total = mx.nd.zeros((1,))
+        self.kv.pushpull(SYNC_CHECK_KEY + 1, mx.nd.array([len(differing)]), out=total)
+        total = int(total.asscalar())
+        if total:
+            raise TrainingError(
+                f"epoch {epoch}: the dist_sync workers' weights are out of sync ({total} parameter(s) differ from "
+                f"rank 0's over all workers; on rank {self.rank}: {', '.join(differing) or 'none'}). Training "
+                f"stopped before this epoch's checkpoint; the last complete checkpoint is epoch {epoch}.")
 
 
 def _metrics_row(epoch, lr, train, val, seconds, verify=None):
@@ -269,6 +339,7 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
                                 update_on_kvstore=False if store.kv is not None else None)
     if begin_epoch:
         trainer.load_states(checkpoint.states_path(args.model_prefix, begin_epoch))
+    store.broadcast_before_training(net, trainer, ctxs)
 
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     prefix = args.model_prefix
@@ -284,7 +355,7 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
         train_iter = make_train_iter(epoch, worker_batch, store.num_workers, store.rank)
         start = time.time()
         try:
-            train = _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logger)
+            train = _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logger, store)
         except KeyboardInterrupt:
             if store.writes_checkpoints:
                 interrupted = f"{prefix}-interrupted"
@@ -293,6 +364,7 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
                 logger.info("interrupted during epoch %d: partial weights saved under %s; the last complete "
                             "checkpoint is epoch %d", epoch, interrupted, epoch)
             raise
+        store.check_in_sync(net, epoch)
         val = evaluate_classifier(net, val_iter, ctxs, loss_fn) if val_iter is not None else {}
         if plateau.update(val.get("loss")):
             logger.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
@@ -321,7 +393,7 @@ def _format_seconds(seconds):
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
-def _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logger):
+def _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logger, store):
     """One epoch; returns mean loss, accuracy and speed. A non-finite loss stops before the update is applied."""
     loss_total, correct_total, seen = 0.0, 0.0, 0
     window_loss, window_correct, window_seen, window_start = 0.0, 0.0, 0, time.time()
@@ -335,8 +407,10 @@ def _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logge
         autograd.backward(losses)
         # reading the loss waits only for the forward pass; the backward pass keeps running meanwhile
         batch_loss = sum(loss.sum().asscalar() for loss in losses)
-        if not math.isfinite(batch_loss):
-            raise TrainingError(f"non-finite loss ({batch_loss}) at epoch {epoch}, batch {nbatch}: training stopped "
+        if not store.all_finite(batch_loss):
+            what = f"non-finite loss ({batch_loss})" if not math.isfinite(batch_loss) else \
+                "non-finite loss on another worker"
+            raise TrainingError(f"{what} at epoch {epoch}, batch {nbatch}: training stopped "
                                 f"before applying this update; the last complete checkpoint is epoch {epoch}. "
                                 f"Try a lower --lr (now {lr:g}).")
         batch_size = batch.data[0].shape[0]

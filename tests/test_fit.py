@@ -192,8 +192,7 @@ def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
     assert codes == [0, 0], (tmp_path / "launch.log").read_text()[-3000:]
     rank0 = load_params(dist_dir / "final-rank0.params")
     rank1 = load_params(dist_dir / "final-rank1.params")
-    for name in rank0:
-        np.testing.assert_array_equal(rank0[name], rank1[name], err_msg=name)
+    assert not _mismatches(rank0, rank1), _mismatches(rank0, rank1)
     assert sorted(p.name for p in dist_dir.glob("m-*.params")) == ["m-0001.params"]  # only rank 0 checkpoints
     # control: one process on shard 0 alone, without the store, ends elsewhere
     control_dir = tmp_path / "control"
@@ -201,6 +200,18 @@ def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
     run_worker(control_dir, 1, "--part", "0", "--batch-size", "4")
     control = load_params(control_dir / "final-rank0.params")
     assert any(not np.array_equal(control[k], rank0[k]) for k in rank0)
+
+
+def _mismatches(a, b):
+    """Which parameters differ between two workers, and how (so a rare failure says what kind of race it was)."""
+    found = []
+    for name in a:
+        differ = a[name] != b[name]
+        if differ.any():
+            found.append(f"{name}: {differ.mean():.2%} of {differ.size} elements differ, max |diff| "
+                         f"{np.abs(a[name] - b[name]).max():.3g}, max |w| {np.abs(a[name]).max():.3g} vs "
+                         f"{np.abs(b[name]).max():.3g}")
+    return found
 
 
 def _free_port():
@@ -230,3 +241,36 @@ def test_verification_during_training_on_real_lfw_pairs(shared_data, tmp_path):
     header, row = (tmp_path / "m-metrics.csv").read_text().splitlines()[:2]
     accuracy = float(row.split(",")[header.split(",").index("verify_accuracy")])
     assert 0.0 <= accuracy <= 1.0
+
+
+@pytest.mark.dist
+def test_dist_sync_workers_that_drift_apart_stop_before_the_checkpoint(tmp_path):
+    """Every epoch the dist_sync workers compare their weights with rank 0's; rank 1 nudges its fc weight after
+    training, so both workers stop with an error naming it, and no checkpoint of that epoch is written."""
+    from lightcnn.launch import launch
+    command = [sys.executable, str(WORKER), str(tmp_path), "1", "--kv-store", "dist_sync", "--desync-rank", "1"]
+    with open(tmp_path / "launch.log", "w") as log:
+        codes = launch(command, num_workers=2, num_servers=1, port=_free_port(), timeout=240,
+                       env=_env(threads=1), stdout=log, stderr=subprocess.STDOUT)
+    text = (tmp_path / "launch.log").read_text()
+    assert codes[0] != 0 and codes[1] != 0, text[-3000:]
+    assert text.count("weights are out of sync (1 parameter(s) differ") == 2, text[-3000:]
+    assert "on rank 1: lightcnn9_" in text and "dense0_weight" in text
+    assert not list(tmp_path.glob("m-0001*")), "a checkpoint of the diverged epoch was written"
+
+
+@pytest.mark.dist
+def test_dist_sync_nan_on_one_worker_stops_every_worker(tmp_path):
+    """A NaN in rank 1's data alone: both workers stop at that batch with the message (rank 0 does not wait forever
+    for gradients rank 1 will never send), and no checkpoint is written."""
+    from lightcnn.launch import launch
+    command = [sys.executable, str(WORKER), str(tmp_path), "1", "--kv-store", "dist_sync", "--nan-at-batch", "1",
+               "--nan-rank", "1"]
+    with open(tmp_path / "launch.log", "w") as log:
+        codes = launch(command, num_workers=2, num_servers=1, port=_free_port(), timeout=240,
+                       env=_env(threads=1), stdout=log, stderr=subprocess.STDOUT)
+    text = (tmp_path / "launch.log").read_text()
+    assert codes[0] != 0 and codes[1] != 0, text[-3000:]
+    assert "non-finite loss (nan) at epoch 0, batch 1" in text, text[-3000:]
+    assert "non-finite loss on another worker at epoch 0, batch 1" in text, text[-3000:]
+    assert not list(tmp_path.glob("m-0001*"))

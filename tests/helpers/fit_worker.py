@@ -37,7 +37,10 @@ def main():
     parser.add_argument("--kv-store", default="device")
     parser.add_argument("--part", type=int, default=None, help="read this shard instead of the kvstore rank's")
     parser.add_argument("--nan-at-batch", type=int, default=None, help="put NaN into the data of this batch")
+    parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--desync-rank", type=int, default=None,
+                        help="this worker nudges one weight after each epoch's training (a simulated divergence)")
     opts = parser.parse_args()
     args = train_lightcnn.build_parser().parse_args([
         "--network", "lightcnn9", "--benchmark", "1", "--batch-size", str(opts.batch_size),
@@ -50,9 +53,20 @@ def main():
         data, labels = shard(part_index if opts.part is None else opts.part)
         order = np.random.RandomState(epoch).permutation(IMAGES)
         data = data[order]
-        if opts.nan_at_batch is not None:
+        if opts.nan_at_batch is not None and opts.nan_rank in (None, part_index):
             data[opts.nan_at_batch * batch_size] = np.nan
         return mx.io.NDArrayIter(data, labels[order], batch_size)
+
+    if opts.desync_rank is not None:
+        check_in_sync = lc_fit.DistributedStore.check_in_sync
+
+        def nudge_then_check(store, net, epoch):
+            if store.rank == opts.desync_rank:
+                weight = max(net.collect_params().values(), key=lambda p: p.data().size)  # the fc weight
+                weight.set_data(weight.data() * 1.0001)
+            return check_in_sync(store, net, epoch)
+
+        lc_fit.DistributedStore.check_in_sync = nudge_then_check
 
     result = lc_fit.fit(args, make_train_iter, None, NUM_CLASSES, logger=logger)
     result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
