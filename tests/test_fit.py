@@ -178,8 +178,6 @@ def test_batch_smaller_than_devices_and_missing_gpu_are_clear_errors():
 
 
 @pytest.mark.dist
-@pytest.mark.xfail(strict=False, reason="known open race: in 1 of 4 runs here the two workers' 8192x512 fc weight "
-                   "ended different (the other parameters equal); see README 'Several machines'")
 def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
     """One scheduler, one server, two workers on 127.0.0.1 (lightcnn.launch); each worker reads its own shard."""
     from lightcnn.launch import launch
