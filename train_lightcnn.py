@@ -65,6 +65,9 @@ def build_parser():
     ckpt.add_argument("--model-prefix", default="output/lightcnn",
                       help="checkpoints go to PREFIX-symbol.json, PREFIX-NNNN.params/.states/.json")
     ckpt.add_argument("--load-epoch", type=int, default=None, help="resume from the checkpoint of this epoch")
+    ckpt.add_argument("--keep-checkpoints", type=int, default=0,
+                      help="keep only the newest N epochs' checkpoints (older ones are deleted once the new one is "
+                           "saved); 0 keeps every epoch")
     ckpt.add_argument("--disp-batches", type=int, default=20, help="show speed and metrics every N batches")
 
     verify = parser.add_argument_group("Verification during training")
@@ -82,6 +85,8 @@ def check_args(args):
         raise SystemExit("--data-train is required (or --benchmark 1 for synthetic data)")
     if args.batch_size <= 0 or args.num_epochs <= 0:
         raise SystemExit("--batch-size and --num-epochs must be positive")
+    if args.keep_checkpoints < 0:
+        raise SystemExit(f"--keep-checkpoints {args.keep_checkpoints}: give a count of epochs, or 0 to keep all")
     if args.load_epoch is not None and args.load_epoch >= args.num_epochs:
         raise SystemExit(f"--load-epoch {args.load_epoch} leaves nothing to train with --num-epochs {args.num_epochs}")
     if bool(args.verify_pairs) != bool(args.verify_root):

@@ -123,6 +123,17 @@ def saved_epochs(prefix):
     return sorted(epochs)
 
 
+def prune(prefix, keep, newest):
+    """Delete the checkpoints under ``prefix`` older than the ``keep`` newest up to epoch ``newest`` (just saved);
+    later epochs, left by another run, are not touched. The sidecar goes first, so a half-deleted checkpoint is never
+    taken for complete. Returns the epochs removed."""
+    epochs = [e for e in saved_epochs(prefix) if e <= newest]
+    removed = epochs[:-keep] if keep > 0 else []
+    for epoch in removed:
+        _remove_quietly(sidecar_path(prefix, epoch), params_path(prefix, epoch), states_path(prefix, epoch))
+    return removed
+
+
 def last_epoch(prefix):
     epochs = saved_epochs(prefix)
     if not epochs:

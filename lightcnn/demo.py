@@ -341,11 +341,12 @@ def run_demo(args):
                "--optimizer", "adam", "--lr", f"{args.lr:g}", "--lr-step-epochs", args.lr_step_epochs,
                "--dropout", f"{args.dropout:g}", "--mean", f"{args.mean:g}",
                "--xavier-factor-type", args.xavier_factor_type, "--xavier-magnitude", f"{args.xavier_magnitude:g}",
-               "--seed", str(args.seed), "--model-prefix", prefix, "--disp-batches", str(args.disp_batches)]
+               "--seed", str(args.seed), "--model-prefix", prefix, "--disp-batches", str(args.disp_batches),
+               "--keep-checkpoints", "1"]  # the last epoch is the one evaluated; 66 MB per epoch add up
     if n_val:
         command[6:6] = ["--data-val", os.path.join(data_dir, "val.rec")]
     steps.run("train", command)
-    paths.update(checkpoints=f"{prefix}-NNNN.params/.states/.json, {prefix}-symbol.json",
+    paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), {prefix}-symbol.json",
                  untrained=f"{untrained_prefix}-0000.params", training_log=f"{prefix}-train.log",
                  training_curve=f"{prefix}-curve.png", training_metrics=f"{prefix}-metrics.csv")
     steps.end("train", t)

@@ -385,6 +385,10 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
                                             metrics={k: v for k, v in rows[-1].items() if k != "epoch"}))
             write_metrics(rows, csv_path, png_path)
             logger.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch + 1))
+            removed = checkpoint.prune(prefix, args.keep_checkpoints, epoch + 1)
+            if removed:
+                logger.info("Removed the checkpoints of epoch(s) %s (--keep-checkpoints %d)",
+                            ", ".join(map(str, removed)), args.keep_checkpoints)
     return FitResult(net, rows, store.rank, store.num_workers)
 
 

@@ -121,7 +121,8 @@ def run(args):
                "--batch-size", str(min(args.batch_size, n_train)), "--optimizer", "adam",
                "--lr", f"{args.lr:g}", "--lr-step-epochs", args.lr_step_epochs, "--wd", f"{args.wd:g}",
                "--mean", f"{args.mean:g}", "--xavier-factor-type", args.xavier_factor_type,
-               "--seed", str(args.seed), "--model-prefix", prefix, "--disp-batches", str(args.disp_batches)]
+               "--seed", str(args.seed), "--model-prefix", prefix, "--disp-batches", str(args.disp_batches),
+               "--keep-checkpoints", "1"]
     if n_val:
         command += ["--data-val", os.path.join(data_dir, "val.rec")]
     if args.dropout is not None:

@@ -272,3 +272,22 @@ def test_dist_sync_nan_on_one_worker_stops_every_worker(tmp_path):
     assert "non-finite loss (nan) at epoch 0, batch 1" in text, text[-3000:]
     assert "non-finite loss on another worker at epoch 0, batch 1" in text, text[-3000:]
     assert not list(tmp_path.glob("m-0001*"))
+
+
+def test_prune_keeps_the_newest_checkpoints_up_to_the_one_just_saved(tmp_path):
+    prefix = str(tmp_path / "m")
+    for epoch in (1, 2, 3, 4, 9):  # 9: left by another run under the same prefix
+        for path in (checkpoint.params_path(prefix, epoch), checkpoint.states_path(prefix, epoch),
+                     checkpoint.sidecar_path(prefix, epoch)):
+            pathlib.Path(path).write_text("x")
+    assert checkpoint.prune(prefix, 0, 4) == []
+    assert checkpoint.prune(prefix, 2, 4) == [1, 2]
+    assert checkpoint.saved_epochs(prefix) == [3, 4, 9]
+    assert not any(pathlib.Path(p).exists() for p in (checkpoint.params_path(prefix, 1),
+                                                      checkpoint.states_path(prefix, 2)))
+
+
+def test_keep_checkpoints_leaves_only_the_last_epoch(tmp_path):
+    run_worker(tmp_path, 2, "--keep-checkpoints", "1")
+    assert sorted(p.name for p in tmp_path.glob("m-0*")) == ["m-0002.json", "m-0002.params", "m-0002.states"]
+    assert "Removed the checkpoints of epoch(s) 1 (--keep-checkpoints 1)" in (tmp_path / "worker.log").read_text()

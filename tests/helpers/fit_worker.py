@@ -39,13 +39,15 @@ def main():
     parser.add_argument("--nan-at-batch", type=int, default=None, help="put NaN into the data of this batch")
     parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--keep-checkpoints", default="0")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
     opts = parser.parse_args()
     args = train_lightcnn.build_parser().parse_args([
         "--network", "lightcnn9", "--benchmark", "1", "--batch-size", str(opts.batch_size),
         "--num-epochs", str(opts.epochs), "--lr", "1e-3", "--lr-step-epochs", "1", "--seed", "7",
-        "--kv-store", opts.kv_store, "--model-prefix", os.path.join(opts.out_dir, "m"), "--disp-batches", "1"]
+        "--kv-store", opts.kv_store, "--model-prefix", os.path.join(opts.out_dir, "m"), "--disp-batches", "1",
+        "--keep-checkpoints", opts.keep_checkpoints]
         + (["--load-epoch", str(opts.load_epoch)] if opts.load_epoch else []))
     logger = lc_fit.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
