@@ -136,10 +136,15 @@ def main(argv=None):
     ctx = contexts_from_gpus(args.gpus)[0]
     results = [benchmark(name, args.batch_size, ctx, args.seconds) for name in args.network]
     print_table(results)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(results, args.json)
     return results
+
+
+def write_json(results, path):
+    """The benchmarks' machine-readable output, beside the printed table."""
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

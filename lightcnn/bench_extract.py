@@ -15,7 +15,6 @@ shared; the order alternates, and every run is printed and saved). Decoding alon
 scale. The target is extraction within 10% of raw inference.
 """
 import argparse
-import json
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ import lightcnn  # noqa: F401  (sets the OpenMP thread count before mxnet loads)
 import mxnet as mx
 
 from lightcnn import checkpoint, extract
+from lightcnn.bench import write_json
 from lightcnn.data import Preprocess, load_eval_image
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.init import LightCNNInit
@@ -139,9 +139,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory(prefix="bench_extract-") as folder:
         results = [benchmark(name, paths, args.batch_size, ctxs, args.repeats, folder) for name in args.network]
     print_table(results)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(results, args.json)
     return results
 
 

@@ -51,6 +51,24 @@ def lr_at(epoch, base_lr, factor, steps, plateau_drops=0):
     return base_lr * factor ** (sum(epoch >= s for s in steps) + plateau_drops)
 
 
+def server_lr_schedule(base_lr, factor, steps, begin_epoch, updates_per_epoch):
+    """``lr_at`` as a function of the servers' update count, for dist_async, where the servers apply the updates
+    (each worker's push is one update, so an epoch is about ``updates_per_epoch`` = batches x workers). None when the
+    rate no longer changes."""
+    later = [s - begin_epoch for s in steps if s > begin_epoch]
+    if not later:
+        return None
+    return mx.lr_scheduler.MultiFactorScheduler(step=[s * updates_per_epoch for s in sorted(later)], factor=factor,
+                                                base_lr=lr_at(begin_epoch, base_lr, factor, steps))
+
+
+def _batches_in(train_iter):
+    try:
+        return len(train_iter)
+    except TypeError:  # mx.io.NDArrayIter
+        return -(-train_iter.num_data // train_iter.batch_size)
+
+
 class Plateau:
     """--lr-plateau-patience: drop the rate by the factor when validation loss has not improved for P epochs.
     Its state is saved in the checkpoint sidecar, so a resume keeps it."""
@@ -101,9 +119,10 @@ def setup_logging(log_path=None, quiet=False):
     return logger
 
 
-# kvstore keys of the weight comparison: far above the Trainer's (0 .. number of parameters - 1)
-SYNC_CHECK_KEY = 1 << 30
-NAN_CHECK_KEY = SYNC_CHECK_KEY + 2
+# kvstore keys of the cross-worker checks: far above the Trainer's (0 .. number of parameters - 1)
+WEIGHTS_KEY = 1 << 30
+DIFFERING_COUNT_KEY = WEIGHTS_KEY + 1
+NAN_CHECK_KEY = WEIGHTS_KEY + 2
 
 
 class DistributedStore:
@@ -135,15 +154,27 @@ class DistributedStore:
         return self.rank == 0
 
     @property
+    def updates_on_servers(self):
+        """dist_async: Gluon can only apply the updates on the servers, so the optimizer (its learning-rate
+        schedule and states) lives there."""
+        return self.is_dist and "async" in self.name
+
+    def samples_per_update(self, global_batch):
+        """The batch one update averages over: a dist_async server applies each worker's push on its own."""
+        return global_batch // self.num_workers if self.updates_on_servers else global_batch
+
+    @property
     def keeps_workers_in_sync(self):
         """dist_sync workers apply the same update to the same weights; dist_async workers legitimately drift."""
-        return self.is_dist and "async" not in self.name
+        return self.is_dist and not self.updates_on_servers
 
     def broadcast_before_training(self, net, trainer, ctxs):
         """Gluon broadcasts rank 0's weights lazily, inside the first ``trainer.step``: rank 0 then pulls a weight
         into the parameter itself while the same step pushes that parameter's gradient, and MXNet orders those two
-        requests only by the order its engine happens to dispatch them. Do the broadcast up front and wait for it."""
-        if not self.is_dist:
+        requests only by the order its engine happens to dispatch them. Do the broadcast up front and wait for it.
+        (dist_async keeps Gluon's own order: its first step also sends the optimizer, schedule included, to the
+        servers, which is set once the epoch's length is known.)"""
+        if not self.keeps_workers_in_sync:
             return
         # resolves the deferred parameter shapes; in train mode, because an inference pass lets oneDNN reorder the
         # convolution weights in place into its own layout, which the kvstore cannot push
@@ -156,8 +187,8 @@ class DistributedStore:
         mx.nd.waitall()
         if self.keeps_workers_in_sync:
             size = sum(p.list_data()[0].size for p in net.collect_params().values())
-            self.kv.init(SYNC_CHECK_KEY, mx.nd.zeros((size,)))
-            self.kv.init(SYNC_CHECK_KEY + 1, mx.nd.zeros((1,)))
+            self.kv.init(WEIGHTS_KEY, mx.nd.zeros((size,)))
+            self.kv.init(DIFFERING_COUNT_KEY, mx.nd.zeros((1,)))
             self.kv.init(NAN_CHECK_KEY, mx.nd.zeros((1,)))
 
     def all_finite(self, value):
@@ -180,10 +211,10 @@ class DistributedStore:
             return
         params = list(net.collect_params().values())
         # asnumpy, not reshape: after a validation pass oneDNN may hold a weight in its own layout
-        mine = mx.nd.array(np.concatenate([p.list_data()[0].asnumpy().ravel() for p in params]))
+        mine = np.concatenate([p.list_data()[0].asnumpy().ravel() for p in params])
         rank0 = mx.nd.zeros(mine.shape)
-        self.kv.pushpull(SYNC_CHECK_KEY, mine if self.rank == 0 else mx.nd.zeros(mine.shape), out=rank0)
-        mine, rank0 = mine.asnumpy(), rank0.asnumpy()
+        self.kv.pushpull(WEIGHTS_KEY, mx.nd.array(mine if self.rank == 0 else np.zeros_like(mine)), out=rank0)
+        rank0 = rank0.asnumpy()
         differing, start = [], 0
         for p in params:
             size = p.list_data()[0].size
@@ -191,7 +222,7 @@ class DistributedStore:
                 differing.append(p.name)
             start += size
         total = mx.nd.zeros((1,))
-        self.kv.pushpull(SYNC_CHECK_KEY + 1, mx.nd.array([len(differing)]), out=total)
+        self.kv.pushpull(DIFFERING_COUNT_KEY, mx.nd.array([len(differing)]), out=total)
         total = int(total.asscalar())
         if total:
             raise TrainingError(
@@ -298,6 +329,9 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
         raise TrainingError(f"--batch-size {args.batch_size} gives {worker_batch} images per worker, fewer than "
                             f"its {len(ctxs)} devices: every device needs at least one image per batch")
     steps = parse_steps(args.lr_step_epochs)
+    if store.updates_on_servers and args.lr_plateau_patience:
+        raise TrainingError(f"--lr-plateau-patience needs a synchronous store: with --kv-store {args.kv_store} the "
+                            f"servers own the learning rate")
     model_options = {"mfm_type": args.mfm_type}
     if args.dropout is not None:
         model_options["dropout"] = args.dropout
@@ -312,7 +346,8 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
             if theirs != ours:
                 raise TrainingError(f"checkpoint {checkpoint.sidecar_path(args.model_prefix, begin_epoch)} is for "
                                     f"{key}={saved.get(key)!r}, but this run asks for {ours!r}")
-        if not os.path.exists(checkpoint.states_path(args.model_prefix, begin_epoch)):
+        states_saved = saved.get("optimizer_states_saved", True)
+        if states_saved and not os.path.exists(checkpoint.states_path(args.model_prefix, begin_epoch)):
             raise TrainingError(f"--load-epoch {begin_epoch}: trainer states "
                                 f"{checkpoint.states_path(args.model_prefix, begin_epoch)} are missing")
         checkpoint.load_weights(net, args.model_prefix, begin_epoch, ctxs)
@@ -334,11 +369,18 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
         trainer = store.hvd.DistributedTrainer(net.collect_params(), args.optimizer, optimizer_params)
     else:
         # Updates run on the workers (update_on_kvstore=False): every worker applies the same update to the same
-        # summed gradient, and the optimizer states stay local, so they can be checkpointed.
-        trainer = gluon.Trainer(net.collect_params(), args.optimizer, optimizer_params, kvstore=store.kv,
-                                update_on_kvstore=False if store.kv is not None else None)
-    if begin_epoch:
+        # summed gradient, and the optimizer states stay local, so they can be checkpointed. dist_async is the
+        # exception: Gluon applies its updates on the servers, and the states stay there.
+        optimizer = mx.optimizer.create(args.optimizer, **optimizer_params)
+        trainer = gluon.Trainer(net.collect_params(), optimizer, kvstore=store.kv,
+                                update_on_kvstore=None if store.kv is None else store.updates_on_servers)
+    if begin_epoch and store.updates_on_servers:
+        logger.info("dist_async: the optimizer states start afresh on the servers (they are not checkpointed)")
+    elif begin_epoch and states_saved:
         trainer.load_states(checkpoint.states_path(args.model_prefix, begin_epoch))
+    elif begin_epoch:
+        logger.info("the checkpoint of epoch %d has no optimizer states (a dist_async run): they start afresh",
+                    begin_epoch)
     store.broadcast_before_training(net, trainer, ctxs)
 
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
@@ -346,20 +388,26 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
     csv_path, png_path = f"{prefix}-metrics.csv", f"{prefix}-curve.png"
     rows = _read_metrics(csv_path, begin_epoch) if begin_epoch and store.writes_checkpoints else []
     sidecar_base = dict(sidecar_extra or {}, network=args.network, num_classes=num_classes,
-                        model_options=model_options, input_shape=list(net.input_shape))
+                        model_options=model_options, input_shape=list(net.input_shape),
+                        optimizer_states_saved=not store.updates_on_servers)
+    states_of = None if store.updates_on_servers else trainer  # dist_async: the servers hold them
     epoch_times = []
     for epoch in range(begin_epoch, args.num_epochs):
         lr = lr_at(epoch, args.lr, args.lr_factor, steps, plateau.drops)
-        trainer.set_learning_rate(lr)
         seed_everything(args.seed, epoch)
         train_iter = make_train_iter(epoch, worker_batch, store.num_workers, store.rank)
+        if not store.updates_on_servers:
+            trainer.set_learning_rate(lr)
+        elif epoch == begin_epoch:  # before the first step sends the optimizer to the servers
+            optimizer.lr_scheduler = server_lr_schedule(args.lr, args.lr_factor, steps, begin_epoch,
+                                                        _batches_in(train_iter) * store.num_workers)
         start = time.time()
         try:
             train = _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logger, store)
         except KeyboardInterrupt:
             if store.writes_checkpoints:
                 interrupted = f"{prefix}-interrupted"
-                checkpoint.save_checkpoint(net, trainer, interrupted, epoch,
+                checkpoint.save_checkpoint(net, states_of, interrupted, epoch,
                                            dict(sidecar_base, partial_epoch=True, lr=lr, plateau=plateau.state()))
                 logger.info("interrupted during epoch %d: partial weights saved under %s; the last complete "
                             "checkpoint is epoch %d", epoch, interrupted, epoch)
@@ -380,7 +428,7 @@ def fit(args, make_train_iter, val_iter=None, num_classes=None, sidecar_extra=No
                     lr, train["samples_per_sec"], seconds, _format_seconds(eta))
         rows.append(_metrics_row(epoch + 1, lr, train, val, seconds, verify_acc))
         if store.writes_checkpoints and prefix:
-            checkpoint.save_checkpoint(net, trainer, prefix, epoch + 1,
+            checkpoint.save_checkpoint(net, states_of, prefix, epoch + 1,
                                        dict(sidecar_base, lr=lr, plateau=plateau.state(),
                                             metrics={k: v for k, v in rows[-1].items() if k != "epoch"}))
             write_metrics(rows, csv_path, png_path)
@@ -418,7 +466,7 @@ def _train_epoch(net, trainer, train_iter, ctxs, loss_fn, epoch, args, lr, logge
                                 f"before applying this update; the last complete checkpoint is epoch {epoch}. "
                                 f"Try a lower --lr (now {lr:g}).")
         batch_size = batch.data[0].shape[0]
-        trainer.step(args.batch_size)
+        trainer.step(store.samples_per_update(args.batch_size))
         batch_correct = sum((logits.argmax(axis=1) == y.astype(logits.dtype)).sum().asscalar()
                             for (logits, _), y in zip(outputs, label))
         loss_total += batch_loss

@@ -13,7 +13,7 @@ import lightcnn  # noqa: F401
 import mxnet as mx
 
 from lightcnn import checkpoint
-from lightcnn.fit import Plateau, TrainingError, lr_at, parse_steps
+from lightcnn.fit import Plateau, TrainingError, lr_at, parse_steps, server_lr_schedule
 from lightcnn.init import LightCNNInit
 from lightcnn.model import get_model
 
@@ -291,3 +291,31 @@ def test_keep_checkpoints_leaves_only_the_last_epoch(tmp_path):
     run_worker(tmp_path, 2, "--keep-checkpoints", "1")
     assert sorted(p.name for p in tmp_path.glob("m-0*")) == ["m-0002.json", "m-0002.params", "m-0002.states"]
     assert "Removed the checkpoints of epoch(s) 1 (--keep-checkpoints 1)" in (tmp_path / "worker.log").read_text()
+
+
+def test_server_schedule_follows_the_epoch_rule_in_server_updates():
+    """dist_async: the servers see update counts, not epochs; 10 updates per epoch here."""
+    schedule = server_lr_schedule(1e-4, 0.1, [0, 100], 0, 10)
+    assert schedule(1) == pytest.approx(lr_at(0, 1e-4, 0.1, [0, 100]))  # 1e-5 from the start
+    assert schedule(1000) == pytest.approx(1e-5)
+    assert schedule(1001) == pytest.approx(1e-6)  # the first update of epoch 100
+    resumed = server_lr_schedule(1e-4, 0.1, [0, 100], 60, 10)
+    assert resumed(1) == pytest.approx(1e-5) and resumed(401) == pytest.approx(1e-6)
+    assert server_lr_schedule(1e-4, 0.1, [0, 100], 100, 10) is None  # nothing left to change
+
+
+@pytest.mark.dist
+def test_dist_async_trains_checkpoints_without_states_and_resumes(tmp_path):
+    """dist_async: Gluon updates on the servers; rank 0's checkpoint says the optimizer states stayed there, and a
+    resume from it continues (states afresh, said in the log)."""
+    from lightcnn.launch import launch
+    for epochs, extra in (("1", []), ("2", ["--load-epoch", "1"])):
+        command = [sys.executable, str(WORKER), str(tmp_path), epochs, "--kv-store", "dist_async", *extra]
+        with open(tmp_path / "launch.log", "w") as log:
+            codes = launch(command, num_workers=2, num_servers=1, port=_free_port(), timeout=240,
+                           env=_env(threads=1), stdout=log, stderr=subprocess.STDOUT)
+        assert codes == [0, 0], (tmp_path / "launch.log").read_text()[-3000:]
+    assert sorted(p.name for p in tmp_path.glob("m-0*")) == ["m-0001.json", "m-0001.params", "m-0002.json",
+                                                           "m-0002.params"]
+    assert json.loads((tmp_path / "m-0002.json").read_text())["optimizer_states_saved"] is False
+    assert "optimizer states start afresh on the servers" in (tmp_path / "launch.log").read_text()
