@@ -14,6 +14,7 @@ import sys
 import lightcnn  # noqa: F401  (sets the OpenMP thread count before mxnet loads)
 from lightcnn import data as lc_data
 from lightcnn import fit as lc_fit
+from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import MFM_TYPES, model_names
 
 
@@ -95,6 +96,10 @@ def check_args(args):
         if path and not os.path.exists(path):
             raise SystemExit(f"not found: {path}")
     lc_fit.parse_steps(args.lr_step_epochs)
+    try:
+        contexts_from_gpus(args.gpus)  # a GPU that does not exist: a message, not a traceback
+    except ValueError as error:
+        raise SystemExit(str(error)) from None
 
 
 def main(argv=None):

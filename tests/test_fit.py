@@ -169,12 +169,18 @@ def test_resume_of_another_network_or_missing_epoch_fails_before_training(tmp_pa
     assert proc.returncode != 0 and "no checkpoint for epoch 2" in proc.stderr
 
 
-def test_batch_smaller_than_devices_and_missing_gpu_are_clear_errors():
+@pytest.mark.skipif(mx.context.num_gpus() > 0, reason="this machine has a GPU 0")
+def test_missing_gpu_is_a_clear_error_before_training(tmp_path):
     from lightcnn.devices import contexts_from_gpus
     with pytest.raises(ValueError, match="GPU 0"):
         contexts_from_gpus("0")
     with pytest.raises(ValueError, match="comma-separated"):
         contexts_from_gpus("a,b")
+    proc = subprocess.run([sys.executable, str(ROOT / "train_lightcnn.py"), "--benchmark", "1", "--gpus", "0",
+                           "--model-prefix", str(tmp_path / "m")], env=_env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1 and "--gpus asks for GPU 0 but MXNet sees no GPU" in proc.stderr
+    assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
 
 
 @pytest.mark.dist
