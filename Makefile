@@ -22,14 +22,14 @@ test: venv
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/python -m lightcnn.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))
+	$(BIN)/python -m lightcnn.tools.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))
 
 bench: venv
-	$(BIN)/python -m lightcnn.bench --network lightcnn9 lightcnn29 --json bench_model.json
+	$(BIN)/python -m lightcnn.tools.bench_model --network lightcnn9 lightcnn29 --json bench_model.json
 
 # the real-face benchmark (hours on 2 CPU cores): LightCNN-9 trained on LFW, verified on unseen people
 lfw: venv
-	$(BIN)/python -m lightcnn.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
+	$(BIN)/python -m lightcnn.tools.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
 
 clean:
 	rm -rf $(VENV) demo_output lfw_output .pytest_cache

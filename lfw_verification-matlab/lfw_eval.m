@@ -18,7 +18,11 @@ function results = lfw_eval(varargin)
 %
 %   The figures, their definitions and the printed table are exactly those of the Python twin
 %   lightcnn/verification.py (see its module docstring); the returned struct has the same field names as its
-%   results dict. Runs unchanged in MATLAB and GNU Octave 7+ (octave-cli, headless).
+%   results dict. Runs unchanged in MATLAB and GNU Octave 7+ (octave-cli, headless). From a shell:
+%     octave-cli --no-history --eval "lfw_eval('LFW_features.mat', 'pairs.txt', 'results');"
+%   The ';' keeps the returned struct from being printed. Without --no-history Octave 7 saves its command history
+%   at exit, and where ~/.local/share does not exist every run ends with "error: ignoring const
+%   execution_exception& while preparing to exit" (from Octave, not from lfw_eval; the exit status is unaffected).
 
   [features_file, pairs_file, out_dir, pca_dim, exclude_missing] = lfw_parse_arguments(varargin);
   if isempty(pairs_file)

@@ -1,27 +1,37 @@
-"""Checkpoints in MXNet's own format, written atomically, with a JSON sidecar that rebuilds the model.
+"""Checkpoints in MXNet's own format, with a versioned JSON sidecar that rebuilds the model and its input.
 
 For epoch N under ``prefix`` (MXNet's conventions, so ``SymbolBlock.imports`` and Module users can load them):
 
     prefix-symbol.json     the network graph (outputs: logits, 256-d embedding)
     prefix-NNNN.params     weights (``arg:``/``aux:`` names, as HybridBlock.export writes them)
-    prefix-NNNN.states     the trainer's optimizer states (Adam moments, update counts)
-    prefix-NNNN.json       the sidecar: network, options, num_classes, input shape, preprocessing, epoch,
-                           class list, learning-rate state; written last, so it marks a complete checkpoint
+    prefix-NNNN.states     the trainer's optimizer states (Adam moments, update counts), when there is a trainer
+    prefix-NNNN.json       the sidecar (:class:`Sidecar`): network, input preprocessing, epoch, where the weights
+                           come from, the training state, and the sha256 of the .params and .states it belongs to
 
-Every file goes to a temporary name in the same folder and is renamed into place, so a process killed mid-save
-leaves the previous checkpoint intact.
+This module is the only reader and writer of the sidecar format. Every file of a save is written into a hidden
+folder beside the checkpoint first and renamed into place only when all of them are complete, the sidecar last.
+A process killed between two renames can leave one save's weights beside another save's sidecar; the checksums make
+such a mix an error at load time instead of a silent resume.
 """
+import dataclasses
 import glob
+import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 
-import mxnet as mx
+from lightcnn import files
+from lightcnn.images import Preprocess
+from lightcnn.model import INPUT_SHAPE, ModelSpec
 
-from lightcnn.model import get_model
+SIDECAR_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
-SIDECAR_VERSION = 1
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, incomplete, mixed up or written by a newer release; the message says which file."""
 
 
 def params_path(prefix, epoch):
@@ -40,66 +50,108 @@ def symbol_path(prefix):
     return f"{prefix}-symbol.json"
 
 
-def _temp_name(final):
-    folder, name = os.path.split(os.path.abspath(final))
-    handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=folder)
-    os.close(handle)
-    return path
+# ----------------------------------------------------------------------------------------------------------------
+# The sidecar
 
+@dataclasses.dataclass
+class TrainingState:
+    """Where a training run stood when it saved: what a resume continues from.
 
-def _replace(temp, final):
-    with open(temp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(temp, final)
-
-
-def atomic_write_text(path, text):
-    temp = _temp_name(path)
-    try:
-        with open(temp, "w") as f:
-            f.write(text)
-        _replace(temp, path)
-    except BaseException:
-        _remove_quietly(temp)
-        raise
-
-
-def _remove_quietly(*paths):
-    for path in paths:
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-
-
-def save_checkpoint(net, trainer, prefix, epoch, sidecar):
-    """Export ``net`` (hybridized, run at least once) and save ``trainer`` states and ``sidecar`` for ``epoch``.
-
-    Each file is renamed into place only after all of them were written; the sidecar goes last.
+    ``config`` holds the run's settings (``lightcnn.training.TrainConfig``, as a dict); ``lr`` the rate of the epoch
+    just trained; ``plateau`` the plateau rule's state; ``metrics`` the epoch's row of the metrics CSV;
+    ``optimizer_states_saved`` is False for dist_async (the servers hold them); ``partial_epoch`` marks an
+    interrupted epoch (``PREFIX-interrupted-*``).
     """
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    temp_prefix = tempfile.mkdtemp(prefix=".ckpt-", dir=folder)
-    export_prefix = os.path.join(temp_prefix, "net")
-    temp_states = os.path.join(temp_prefix, "trainer.states")
-    try:
-        net.export(export_prefix, epoch=epoch)
-        if trainer is not None:
-            trainer.save_states(temp_states)
-        record = dict(sidecar, epoch=epoch, format_version=SIDECAR_VERSION)
-        with open(os.path.join(temp_prefix, "sidecar.json"), "w") as f:
-            json.dump(record, f, indent=2, sort_keys=True)
-        moves = [(f"{export_prefix}-symbol.json", symbol_path(prefix)),
-                 (params_path(export_prefix, epoch), params_path(prefix, epoch))]
-        if trainer is not None:
-            moves.append((temp_states, states_path(prefix, epoch)))
-        moves.append((os.path.join(temp_prefix, "sidecar.json"), sidecar_path(prefix, epoch)))
-        for temp, final in moves:
-            _replace(temp, final)
-    finally:
-        for leftover in glob.glob(os.path.join(temp_prefix, "*")):
-            _remove_quietly(leftover)
-        os.rmdir(temp_prefix)
+
+    config: dict = dataclasses.field(default_factory=dict)
+    lr: float = None
+    plateau: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)
+    optimizer_states_saved: bool = True
+    partial_epoch: bool = False
+
+
+@dataclasses.dataclass
+class Sidecar:
+    """Everything that rebuilds a checkpoint's network and input, and tells where its weights come from.
+
+    Parameters
+    ----------
+    model : ModelSpec
+        Network, classes and options.
+    preprocess : Preprocess
+        How images become its input (``None`` only in old sidecars that did not record it).
+    epoch : int
+        Finished epochs (0: not trained).
+    classes : str, optional
+        The ``classes.txt`` the labels come from (line i = class i).
+    origin : dict
+        How the weights came to be: ``{"kind": "trained"}``, ``{"kind": "initialised", ...}``, ...
+    training : TrainingState, optional
+        The training run's state, for a resume.
+    checksums : dict
+        sha256 of the ``params`` and ``states`` files this sidecar belongs to (filled in by :func:`save`).
+    """
+
+    model: ModelSpec
+    preprocess: Preprocess = None
+    epoch: int = 0
+    classes: str = None
+    origin: dict = dataclasses.field(default_factory=lambda: {"kind": "trained"})
+    training: TrainingState = None
+    checksums: dict = dataclasses.field(default_factory=dict)
+
+    def build_network(self, **kwargs):
+        """The network this sidecar describes (uninitialised)."""
+        return self.model.build(**kwargs)
+
+    def to_dict(self):
+        return {"format_version": SIDECAR_VERSION, "epoch": self.epoch, "model": self.model.to_dict(),
+                "input_shape": list(INPUT_SHAPE),
+                "preprocess": self.preprocess.to_dict() if self.preprocess else None,
+                "classes": self.classes, "origin": self.origin,
+                "training": dataclasses.asdict(self.training) if self.training else None,
+                "checksums": self.checksums}
+
+    @classmethod
+    def from_dict(cls, record, source="sidecar"):
+        """Read any version this release knows; a newer or unknown one is a :class:`CheckpointError`."""
+        version = record.get("format_version")
+        if version not in READABLE_VERSIONS:
+            newer = isinstance(version, int) and version > SIDECAR_VERSION
+            raise CheckpointError(
+                f"{source}: sidecar format {version!r} " + ("was written by a newer release of lightcnn; upgrade it "
+                                                            if newer else "is unknown; ")
+                + f"(this release reads formats {', '.join(map(str, READABLE_VERSIONS))})")
+        try:
+            if version == 1:
+                return cls._from_version_1(record)
+            preprocess = record.get("preprocess")
+            training = record.get("training")
+            return cls(model=ModelSpec.from_dict(record["model"]),
+                       preprocess=Preprocess.from_dict(preprocess) if preprocess else None,
+                       epoch=int(record["epoch"]), classes=record.get("classes"),
+                       origin=record.get("origin") or {}, training=TrainingState(**training) if training else None,
+                       checksums=record.get("checksums") or {})
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{source}: not a valid sidecar of format {version} ({error})") from None
+
+    @classmethod
+    def _from_version_1(cls, record):
+        """Format 1 (releases before the Sidecar class): a flat dict, the run's flags under 'args'."""
+        training = None
+        if any(key in record for key in ("args", "lr", "plateau", "metrics")):
+            training = TrainingState(config=record.get("args") or {}, lr=record.get("lr"),
+                                     plateau=record.get("plateau") or {}, metrics=record.get("metrics") or {},
+                                     optimizer_states_saved=record.get("optimizer_states_saved", True),
+                                     partial_epoch=record.get("partial_epoch", False))
+        origin = {"kind": "trained"}
+        if record.get("untrained"):
+            origin = {"kind": "initialised", "seed": record.get("seed"), "init": record.get("init")}
+        preprocess = record.get("preprocess")
+        return cls(model=ModelSpec(record["network"], int(record["num_classes"]), **record.get("model_options", {})),
+                   preprocess=Preprocess.from_dict(preprocess) if preprocess else None,
+                   epoch=int(record["epoch"]), classes=record.get("classes"), origin=origin, training=training)
 
 
 def read_sidecar(prefix, epoch):
@@ -107,13 +159,86 @@ def read_sidecar(prefix, epoch):
     if not os.path.exists(path):
         found = saved_epochs(prefix)
         hint = f"saved epochs under this prefix: {found}" if found else "no checkpoint has this prefix"
-        raise FileNotFoundError(f"no checkpoint for epoch {epoch}: {path} is missing ({hint})")
-    with open(path) as f:
-        return json.load(f)
+        raise CheckpointError(f"no checkpoint for epoch {epoch}: {path} is missing ({hint})")
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read the sidecar {path}: {error}") from None
+    if not isinstance(record, dict):
+        raise CheckpointError(f"{path} is not a checkpoint sidecar (a JSON object is expected)")
+    return Sidecar.from_dict(record, source=path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Saving
+
+def sha256_of(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _staging_prefix(prefix):
+    return f".{os.path.basename(prefix)}-saving-"
+
+
+def save(net, trainer, prefix, sidecar):
+    """Export ``net`` (hybridized, run at least once), save ``trainer``'s states (when given) and ``sidecar`` as
+    the checkpoint of ``sidecar.epoch``. Returns the sidecar as written (with its checksums)."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    os.makedirs(folder, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=_staging_prefix(prefix) + f"{os.getpid()}-", dir=folder)
+    epoch = sidecar.epoch
+    try:
+        export_prefix = os.path.join(staging, "net")
+        net.export(export_prefix, epoch=epoch)
+        moves = [(f"{export_prefix}-symbol.json", symbol_path(prefix)),
+                 (params_path(export_prefix, epoch), params_path(prefix, epoch))]
+        checksums = {"params": sha256_of(moves[1][0])}
+        if trainer is not None:
+            trainer.save_states(os.path.join(staging, "trainer.states"))
+            moves.append((os.path.join(staging, "trainer.states"), states_path(prefix, epoch)))
+            checksums["states"] = sha256_of(moves[-1][0])
+        written = dataclasses.replace(sidecar, checksums=checksums)
+        with open(os.path.join(staging, "sidecar.json"), "w", encoding="utf-8") as f:
+            json.dump(files.json_safe(written.to_dict()), f, indent=2, sort_keys=True, allow_nan=False)
+        moves.append((os.path.join(staging, "sidecar.json"), sidecar_path(prefix, epoch)))
+        for temp, final in moves:
+            files.publish(temp, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return written
+
+
+def remove_leftovers(prefix):
+    """Remove the staging folders that killed saves under ``prefix`` left behind (not those of a live process).
+    Returns the paths removed."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    removed = []
+    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(_staging_prefix(prefix)) + "*")):
+        match = re.match(re.escape(_staging_prefix(prefix)) + r"(\d+)-", os.path.basename(path))
+        if match and int(match.group(1)) != os.getpid() and _alive(int(match.group(1))):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def saved_epochs(prefix):
-    """Epochs with a complete checkpoint (a sidecar and its params) under ``prefix``, ascending."""
+    """Epochs with a sidecar and its params under ``prefix``, ascending."""
     pattern = re.compile(re.escape(os.path.basename(prefix)) + r"-(\d{4,})\.json$")
     epochs = []
     for path in glob.glob(glob.escape(prefix) + "-*.json"):
@@ -123,6 +248,13 @@ def saved_epochs(prefix):
     return sorted(epochs)
 
 
+def last_epoch(prefix):
+    epochs = saved_epochs(prefix)
+    if not epochs:
+        raise CheckpointError(f"no complete checkpoint (prefix-NNNN.json + .params) found for prefix {prefix!r}")
+    return epochs[-1]
+
+
 def prune(prefix, keep, newest):
     """Delete the checkpoints under ``prefix`` older than the ``keep`` newest up to epoch ``newest`` (just saved);
     later epochs, left by another run, are not touched. The sidecar goes first, so a half-deleted checkpoint is never
@@ -130,34 +262,54 @@ def prune(prefix, keep, newest):
     epochs = [e for e in saved_epochs(prefix) if e <= newest]
     removed = epochs[:-keep] if keep > 0 else []
     for epoch in removed:
-        _remove_quietly(sidecar_path(prefix, epoch), params_path(prefix, epoch), states_path(prefix, epoch))
+        files.remove_quietly(sidecar_path(prefix, epoch), params_path(prefix, epoch), states_path(prefix, epoch))
     return removed
 
 
-def last_epoch(prefix):
-    epochs = saved_epochs(prefix)
-    if not epochs:
-        raise FileNotFoundError(f"no complete checkpoint (prefix-NNNN.json + .params) found for prefix {prefix!r}")
-    return epochs[-1]
+# ----------------------------------------------------------------------------------------------------------------
+# Loading
 
-
-def build_network(sidecar):
-    """Rebuild the network a sidecar describes (uninitialised)."""
-    return get_model(sidecar["network"], int(sidecar["num_classes"]), **sidecar.get("model_options", {}))
-
-
-def load_weights(net, prefix, epoch, ctx):
-    """Load ``prefix-NNNN.params`` (export format) into a network built by :func:`build_network`."""
-    path = params_path(prefix, epoch)
+def _verified(path, sidecar, kind, prefix):
+    """``path``, after checking it is the file ``sidecar`` was saved with."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint weights {path} are missing")
-    net.collect_params().load(path, ctx=ctx)
+        raise CheckpointError(f"checkpoint file {path} is missing")
+    expected = sidecar.checksums.get(kind)
+    if expected and sha256_of(path) != expected:
+        earlier = [e for e in saved_epochs(prefix) if e < sidecar.epoch]
+        raise CheckpointError(
+            f"{path} does not belong to its sidecar {sidecar_path(prefix, sidecar.epoch)} (sha256 differs): the "
+            f"files of two saves are mixed, as when a save of epoch {sidecar.epoch} was interrupted. Use an "
+            f"earlier checkpoint" + (f" (saved: {', '.join(map(str, earlier))})" if earlier else ""))
+    return path
+
+
+def load_weights(net, prefix, sidecar, ctx):
+    """Load the checkpoint's verified ``.params`` into ``net`` (built from ``sidecar``)."""
+    path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
+    _mxnet_read(path, lambda: net.collect_params().load(path, ctx=ctx))
+
+
+def load_states(trainer, prefix, sidecar):
+    """Load the checkpoint's verified optimizer states into ``trainer``."""
+    path = _verified(states_path(prefix, sidecar.epoch), sidecar, "states", prefix)
+    _mxnet_read(path, lambda: trainer.load_states(path))
+
+
+def _mxnet_read(path, read):
+    """MXNet's loaders fail on a damaged file with C++ text; say which file instead."""
+    import mxnet as mx
+    try:
+        read()
+    except mx.base.MXNetError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else "MXNet could not read it"
+        raise CheckpointError(f"cannot load {path} (damaged, truncated or not an MXNet file): {first}") from None
 
 
 def load_model(prefix, epoch=None, ctx=None):
-    """(net, sidecar) for a checkpoint: the network rebuilt from its sidecar alone, weights loaded."""
-    epoch = last_epoch(prefix) if epoch is None else epoch
-    sidecar = read_sidecar(prefix, epoch)
-    net = build_network(sidecar)
-    load_weights(net, prefix, epoch, ctx or mx.cpu())
+    """(net, sidecar) of a checkpoint: the network rebuilt from its sidecar alone, its weights loaded on ``ctx``
+    (a context or a list; default CPU). ``epoch`` defaults to the last complete checkpoint."""
+    import mxnet as mx
+    sidecar = read_sidecar(prefix, last_epoch(prefix) if epoch is None else int(epoch))
+    net = sidecar.build_network()
+    load_weights(net, prefix, sidecar, ctx or mx.cpu())
     return net, sidecar

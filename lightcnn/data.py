@@ -1,16 +1,13 @@
 """The input pipeline: gray 144x144 RecordIO -> batches ``(N, 1, 128, 128)`` float32 and labels ``(N,)``.
 
-The preprocessing facts are decided here once and reused by training, validation and feature extraction:
+The preprocessing rules are :mod:`lightcnn.images`' (a :class:`~lightcnn.images.Preprocess`); here they are applied
+to RecordIO files:
 
-- stored images are ``image_size`` x ``image_size`` gray JPEGs (``python -m lightcnn.prepare`` writes them);
 - training: random ``crop_size`` crop, random horizontal mirror, shuffled order;
-- evaluation (validation and extraction): centre crop, no mirror, file order;
-- values: ``(pixel - mean) * scale`` in float32, with ``mean`` in pixel units (0..255); the defaults
-  ``mean=0, scale=1/255`` give [0, 1] inputs, as in the authors' PyTorch recipe.
+- evaluation (validation): centre crop, no mirror, file order, every image exactly once.
 
-The iterators are MXNet's C++ ``ImageRecordIter`` (several thousand images/s on 2 cores, far above the ~55
-images/s the network trains at on CPU), wrapped so that every ``reset()`` starts a fresh pass. What we verified in
-MXNet 1.9.1 (``src/io/iter_image_recordio_2.cc`` and by experiment):
+The iterators are MXNet's C++ ``ImageRecordIter`` (far faster than the network trains on a CPU), wrapped so that
+every ``reset()`` starts a fresh pass. What we verified in MXNet 1.9.1 (``src/io/iter_image_recordio_2.cc`` and by experiment):
 
 - ``seed`` seeds the shuffle of the ``.idx`` order (the indexed-RecordIO split); it does *not* touch augmentation.
 - ``seed_aug`` re-seeds the augmentation RNG before every image with ``seed_aug + position in the batch``.
@@ -32,11 +29,8 @@ MXNet 1.9.1 (``src/io/iter_image_recordio_2.cc`` and by experiment):
   threads and ignores ``preprocess_threads``.
 - A batch larger than twice the images of a part fails deep inside MXNet; we check sizes first.
 - A stored colour image is decoded to gray by ``ImageRecordIter`` when the data shape has one channel (OpenCV's
-  gray decode); ``check_record_file`` warns about it and ``load_eval_image`` converts the same way.
+  gray decode); ``check_record_file`` warns about it and ``images.load_eval_image`` converts the same way.
 """
-from __future__ import annotations
-
-import dataclasses
 import logging
 import math
 import os
@@ -44,132 +38,16 @@ import struct
 
 import numpy as np
 
-import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS before mxnet is imported)
 import cv2
 import mxnet as mx
+
+from lightcnn.images import Preprocess
 
 logger = logging.getLogger(__name__)
 
 CLASSES_FILE = "classes.txt"
 _SEED_AUG_STRIDE = 7919  # a prime > any sane batch size: epoch seeds never share augmentation streams
 _SEED_AUG_MOD = 2 ** 31 - 2 ** 16  # keeps seed_aug + position + 111 inside a 32-bit int
-
-
-@dataclasses.dataclass(frozen=True)
-class Preprocess:
-    """How a stored image becomes network input; recorded in checkpoints so extraction repeats it exactly.
-
-    Parameters
-    ----------
-    image_size : int
-        Side of the stored square gray images (144 in the LightCNN recipe).
-    crop_size : int
-        Side of the network input crop (128): random in training, centred in evaluation.
-    scale : float
-        Multiplier applied after subtracting ``mean``.
-    mean : float
-        Pixel mean (0..255 units) subtracted before scaling.
-    """
-
-    image_size: int = 144
-    crop_size: int = 128
-    scale: float = 1.0 / 255.0
-    mean: float = 0.0
-
-    def __post_init__(self):
-        if int(self.image_size) != self.image_size or int(self.crop_size) != self.crop_size:
-            raise ValueError(f"image_size and crop_size must be integers, got {self.image_size}, {self.crop_size}")
-        if not 0 < self.crop_size <= self.image_size:
-            raise ValueError(f"crop_size {self.crop_size} must be in (0, image_size={self.image_size}]")
-        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.mean)):
-            raise ValueError(f"scale must be finite and non-zero and mean finite, got scale={self.scale}, "
-                             f"mean={self.mean}")
-
-    @property
-    def data_shape(self):
-        """Network input shape of one image, ``(1, crop_size, crop_size)``."""
-        return (1, self.crop_size, self.crop_size)
-
-    def to_dict(self):
-        return {"image_size": int(self.image_size), "crop_size": int(self.crop_size),
-                "scale": float(self.scale), "mean": float(self.mean)}
-
-    @classmethod
-    def from_dict(cls, d):
-        unknown = set(d) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise ValueError(f"unknown preprocessing fields {sorted(unknown)} (known: image_size, crop_size, "
-                             f"scale, mean)")
-        return cls(**d)
-
-    def normalize(self, pixels):
-        """uint8 pixels -> float32 ``(pixels - mean) * scale``, in the same float32 arithmetic as ImageRecordIter."""
-        return (np.asarray(pixels).astype(np.float32) - np.float32(self.mean)) * np.float32(self.scale)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Single images: the one decoding / resizing rule shared by the dataset builder and the feature extractor.
-
-def decode_gray(buf):
-    """Encoded image bytes -> ``(uint8 (H, W) gray image, was_colour)``; ``None`` image when undecodable.
-
-    The gray image is OpenCV's own gray decode (``IMREAD_GRAYSCALE``, what im2rec ``--color 0`` and
-    ``ImageRecordIter`` with one channel use; for a colour JPEG that is its luma plane), with EXIF orientation
-    applied. A gray 8-bit file is decoded once; a colour or 16-bit one a second time, in gray.
-    """
-    arr = np.frombuffer(buf, dtype=np.uint8)
-    if arr.size == 0:
-        return None, False
-    img = cv2.imdecode(arr, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if img is None or img.size == 0:
-        return None, False
-    colour = img.ndim == 3 and img.shape[2] > 1
-    if img.ndim == 3 or img.dtype != np.uint8:
-        img = cv2.imdecode(arr, cv2.IMREAD_GRAYSCALE)
-        if img is None or img.size == 0:
-            return None, False
-    return np.ascontiguousarray(img), colour
-
-
-def resize_square(img, size):
-    """Resize a gray image to exactly ``size`` x ``size`` (no crop: aligned face crops are used whole).
-
-    Shrinking uses area averaging, enlarging bilinear interpolation. A non-square face is stretched; the dataset
-    builder reports how many images it resized.
-    """
-    h, w = img.shape[:2]
-    if (h, w) == (size, size):
-        return img
-    interp = cv2.INTER_AREA if h * w >= size * size else cv2.INTER_LINEAR
-    return cv2.resize(img, (size, size), interpolation=interp)
-
-
-def center_crop(img, crop):
-    """The centre ``crop`` x ``crop`` window, with ImageRecordIter's offsets ``(side - crop) // 2``."""
-    h, w = img.shape[:2]
-    y, x = (h - crop) // 2, (w - crop) // 2
-    return img[y:y + crop, x:x + crop]
-
-
-def load_eval_image(path_or_bytes, preprocess=Preprocess()):
-    """One image file (path or encoded bytes) -> ``(1, crop, crop)`` float32, exactly as ``eval_iter`` gives it.
-
-    Decode gray, resize to ``image_size`` square if it is not already, centre crop, ``(x - mean) * scale``.
-    For a stored ``image_size`` gray JPEG the result equals ``eval_iter``'s bit for bit (same JPEG decoder output,
-    same crop, same float32 arithmetic).
-    """
-    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
-        buf, name = bytes(path_or_bytes), "<bytes>"
-    else:
-        name = os.fspath(path_or_bytes)
-        with open(name, "rb") as f:
-            buf = f.read()
-    img, _ = decode_gray(buf)
-    if img is None:
-        raise ValueError(f"cannot decode image {name} (empty, corrupt or not an image)")
-    img = resize_square(img, preprocess.image_size)
-    crop = center_crop(img, preprocess.crop_size)
-    return preprocess.normalize(crop)[None]  # (1, crop, crop)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -288,7 +166,7 @@ def check_num_classes(given, rec_path):
     found = num_classes_of(rec_path)
     source = classes_file_of(rec_path) or "the largest label + 1"
     if given is not None and int(given) != found:
-        raise ValueError(f"--num-classes {given} disagrees with the dataset: {found} classes in {source} "
+        raise ValueError(f"{given} classes disagree with the dataset: {found} classes in {source} "
                          f"(for {rec_path})")
     check_labels(rec_path, found)
     return found
@@ -435,7 +313,7 @@ class SyntheticIter(mx.io.DataIter):
     times per pass, so the iterator costs nothing next to the network.
     """
 
-    def __init__(self, batch_size, data_shape=(1, 128, 128), num_classes=1000, num_batches=100, seed=0):
+    def __init__(self, batch_size, data_shape=Preprocess().data_shape, num_classes=1000, num_batches=100, seed=0):
         super().__init__(batch_size)
         rs = np.random.RandomState(seed)
         self.num_batches = num_batches

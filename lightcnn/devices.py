@@ -2,6 +2,12 @@
 import mxnet as mx
 
 
+class DeviceError(ValueError):
+    """The GPU list cannot be used; ``field`` names the setting for the command line (``--gpus``)."""
+
+    field = "gpus"
+
+
 def contexts_from_gpus(gpus):
     """Parse a '--gpus' value into contexts; a GPU that does not exist is a clear error, not a crash later."""
     text = (gpus or "").strip()
@@ -10,13 +16,20 @@ def contexts_from_gpus(gpus):
     try:
         ids = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise ValueError(f"--gpus takes comma-separated GPU numbers such as '0,1', got {gpus!r}") from None
+        raise DeviceError(f"takes comma-separated GPU numbers such as '0,1', got {gpus!r}") from None
     if len(set(ids)) != len(ids) or any(i < 0 for i in ids):
-        raise ValueError(f"--gpus lists each GPU once, as non-negative numbers; got {gpus!r}")
+        raise DeviceError(f"lists each GPU once, as non-negative numbers; got {gpus!r}")
     available = mx.context.num_gpus()
     missing = [i for i in ids if i >= available]
     if missing:
         found = f"{available} GPU(s) (0..{available - 1})" if available else "no GPU (a CPU build of MXNet, or no driver)"
-        raise ValueError(f"--gpus asks for GPU {', '.join(map(str, missing))} but MXNet sees {found}; "
-                         f"leave --gpus empty to train on the CPU")
+        raise DeviceError(f"asks for GPU {', '.join(map(str, missing))} but MXNet sees {found}; leave the GPU list "
+                          f"empty to run on the CPU")
     return [mx.gpu(i) for i in ids]
+
+
+def as_context_list(ctx):
+    """None -> [cpu]; a context -> [it]; a list stays a list."""
+    if ctx is None:
+        return [mx.cpu()]
+    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]

@@ -1,8 +1,9 @@
 """Face features of image files: checkpoint + image list -> (N, 256) float32 rows -> ``LFW_features.mat``.
 
-The extractor repeats the evaluation preprocessing of :mod:`lightcnn.data` exactly (``load_eval_image``: gray,
+The extractor repeats the evaluation preprocessing of :mod:`lightcnn.images` exactly (``load_eval_image``: gray,
 resize to the stored size if needed, centre crop, ``(x - mean) * scale``), with the network and preprocessing
-rebuilt from a checkpoint's sidecar alone. ``extract_features/extract_features.py`` is its command line.
+rebuilt from a checkpoint's sidecar alone (:mod:`lightcnn.embedding`). Its command line is :func:`main`, run as
+``python extract_features/extract_features.py`` or ``python -m lightcnn.extract``.
 
 Throughput. MXNet runs a forward pass asynchronously, and OpenCV releases the GIL while it decodes and resizes, so
 a small thread pool decodes the next batches while the current one computes: the main thread pushes batch k+1 to
@@ -17,23 +18,23 @@ which ``lfw_eval.m`` and ``lightcnn.verification`` read.
 is a common test-time option for face embeddings; it doubles the compute. Scoring is by cosine, so the sum and
 the mean give the same scores.
 """
+import argparse
 import collections
 import concurrent.futures
 import logging
 import os
-import tempfile
 import time
-import warnings
 
 import numpy as np
 
-import lightcnn  # noqa: F401  (sets the OpenMP thread count before mxnet is imported)
 import cv2
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import checkpoint, lfw
-from lightcnn.data import Preprocess, load_eval_image
+from lightcnn import cli, files, lfw
+from lightcnn.devices import as_context_list, contexts_from_gpus
+from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding
+from lightcnn.images import IMAGE_EXTENSIONS, Preprocess, is_image_file, load_eval_image
 from lightcnn.model import EMBEDDING_SIZE
 
 logger = logging.getLogger(__name__)
@@ -76,103 +77,16 @@ def list_images(image_root, image_list=None):
             raise ValueError(f"image list {image_list} names no image")
     else:
         keys = []
-        for folder, dirs, files in os.walk(image_root):
+        for folder, dirs, names in os.walk(image_root):
             dirs.sort()
             rel = os.path.relpath(folder, image_root)
-            for name in files:
-                if name.lower().endswith(lfw.IMAGE_EXTENSIONS):
+            for name in names:
+                if is_image_file(name):
                     keys.append(name if rel == "." else "/".join(rel.split(os.sep) + [name]))
         keys.sort()
         if not keys:
-            raise ValueError(f"no image files ({', '.join(lfw.IMAGE_EXTENSIONS)}) under {image_root!r}")
+            raise ValueError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) under {image_root!r}")
     return keys, [os.path.join(image_root, *key.split("/")) for key in keys]
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Which network
-
-def as_context_list(ctx):
-    if ctx is None:
-        return [mx.cpu()]
-    return list(ctx) if isinstance(ctx, (list, tuple)) else [ctx]
-
-
-def load_checkpoint_embedding(prefix, epoch=None, ctx=None):
-    """``(net, preprocess, sidecar)`` of a training checkpoint, rebuilt from its sidecar alone.
-
-    ``epoch`` defaults to the last complete checkpoint under ``prefix``. The network is hybridized and its
-    parameters are on every context of ``ctx``.
-    """
-    ctxs = as_context_list(ctx)
-    epoch = checkpoint.last_epoch(prefix) if epoch is None else int(epoch)
-    net, sidecar = checkpoint.load_model(prefix, epoch, ctx=ctxs)
-    if "preprocess" not in sidecar:
-        raise ValueError(f"{checkpoint.sidecar_path(prefix, epoch)} records no 'preprocess'; cannot repeat the "
-                         f"training preprocessing (use --symbol/--params with explicit preprocessing flags)")
-    preprocess = Preprocess.from_dict(sidecar["preprocess"])
-    if preprocess.data_shape != tuple(net.input_shape):
-        raise ValueError(f"checkpoint preprocessing gives inputs {preprocess.data_shape}, the network takes "
-                         f"{tuple(net.input_shape)}")
-    net.hybridize(static_alloc=True, static_shape=True)
-    return net, preprocess, sidecar
-
-
-class SymbolEmbedding:
-    """An exported graph (``X-symbol.json`` + ``X-NNNN.params``) used as an embedding network.
-
-    A LightCNN graph has two outputs, (logits, embedding): ``features`` returns output 1. A graph with a single
-    output (an embedding exported alone) returns that output.
-    """
-
-    def __init__(self, symbol_file, params_file, ctx=None):
-        ctxs = as_context_list(ctx)
-        for path in (symbol_file, params_file):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path} not found")
-        sym = mx.sym.load(symbol_file)
-        self.param_shapes = {name.split(":", 1)[-1]: value.shape for name, value in mx.nd.load(params_file).items()}
-        saved = set(self.param_shapes)
-        inputs = [name for name in sym.list_inputs() if name not in saved]
-        if len(inputs) != 1:
-            raise ValueError(f"{symbol_file}: expected one data input besides the saved parameters, found "
-                             f"{inputs or 'none'}")
-        self.num_outputs = len(sym.list_outputs())
-        if self.num_outputs not in (1, 2):
-            raise ValueError(f"{symbol_file} has {self.num_outputs} outputs; expected (logits, embedding) or the "
-                             f"embedding alone")
-        self.input_name = inputs[0]
-        self.symbol = sym
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "cannot decide type for data": it is float32, decided at run time
-            self.block = gluon.SymbolBlock.imports(symbol_file, [self.input_name], params_file, ctx=ctxs)
-        self.block.hybridize(static_alloc=True, static_shape=True)
-
-    def check_input(self, data_shape):
-        """Raise ValueError if the saved weights do not fit inputs of ``(1,) + data_shape``; else the output shapes.
-
-        The graph records no parameter shapes, so they are inferred from the input and compared with the saved ones.
-        """
-        shape = (1,) + tuple(data_shape)
-        problem = None
-        try:
-            arg_shapes, out_shapes, aux_shapes = self.symbol.infer_shape(**{self.input_name: shape})
-        except mx.base.MXNetError as e:
-            problem = str(e).strip().splitlines()[0]
-        else:
-            inferred = dict(zip(self.symbol.list_arguments(), arg_shapes))
-            inferred.update(zip(self.symbol.list_auxiliary_states(), aux_shapes))
-            wrong = [f"{name} {inferred[name]} vs saved {saved}" for name, saved in self.param_shapes.items()
-                     if name in inferred and tuple(inferred[name]) != tuple(saved)]
-            if wrong:
-                problem = "parameter shapes differ: " + "; ".join(wrong)
-        if problem:
-            raise ValueError(f"the exported graph does not take inputs of shape {shape} (check --image-size and "
-                             f"--crop-size): {problem}")
-        return out_shapes
-
-    def features(self, x):
-        out = self.block(x)
-        return out[1] if self.num_outputs == 2 else out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -319,25 +233,11 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
 # ----------------------------------------------------------------------------------------------------------------
 # Output
 
-def _atomic(path, write):
-    """Call ``write(temp_path)`` and rename the temporary file onto ``path``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=os.path.splitext(name)[1], dir=folder)
-    os.close(handle)
-    try:
-        write(temp)
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
-
-
 def _cell(strings):
+    """A MATLAB N x 1 cell of strings, as scipy.io.savemat writes one."""
     cell = np.empty((len(strings), 1), dtype=object)
-    for i, s in enumerate(strings):
-        cell[i, 0] = str(s)
+    for i, text in enumerate(strings):
+        cell[i, 0] = str(text)
     return cell
 
 
@@ -355,7 +255,8 @@ def save_features_mat(path, features, keys, missing=()):
     content = {"data": data, "label": _cell(keys)}
     if len(missing):
         content["missing"] = _cell(missing)
-    _atomic(path, lambda temp: scipy.io.savemat(temp, content, format="5", oned_as="column"))
+    with files.atomic_path(path) as temp:
+        scipy.io.savemat(temp, content, format="5", oned_as="column")
 
 
 def npy_paths(mat_path):
@@ -368,63 +269,135 @@ def save_features_npy(mat_path, features, keys, missing=()):
     """``X.npy`` (N x D float32, the rows of ``data``) and ``X_label.txt`` (a key per line, the same order);
     ``X_missing.txt`` when images were skipped. Returns the paths written."""
     npy, label, missing_txt = npy_paths(mat_path)
-    _atomic(npy, lambda temp: np.save(temp, np.asarray(features, dtype=np.float32)))
+    with files.atomic_path(npy) as temp:
+        np.save(temp, np.asarray(features, dtype=np.float32))
     written = [npy]
     for path, names in ((label, keys), (missing_txt, missing)):
         if names or path == label:
-            checkpoint.atomic_write_text(path, "".join(f"{k}\n" for k in names))
+            files.write_lines(path, names)
             written.append(path)
     return written
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Verification during training
+# Command line
 
-def make_pair_verifier(pairs_path, image_root, preprocess=Preprocess(), batch_size=DEFAULT_BATCH_SIZE, flip=False,
-                       logger=None, workers=None, log_interval=None):
-    """``verify(net, ctx) -> float``: the 10-fold mean accuracy of ``net`` on an LFW pair file.
+USAGE = """Extract LightCNN face features of a list of images into LFW_features.mat (what lfw_eval.m loads).
 
-    Only the images the pairs use are extracted (``image_root/Name/Name_NNNN.jpg``). Pairs with an image that is
-    missing are excluded and reported: the list once here, and the count with every result. Pairs with an image
-    that exists but cannot be decoded are excluded the same way (and listed when first seen). The folds are the
-    pair file's own (see :func:`lightcnn.lfw.read_pairs`); every fold must keep at least one pair.
-    """
-    from lightcnn import verification
+    python extract_features.py --model-prefix ../output/lightcnn --image-list lfw_patch_part.txt \\
+        --image-root /data/lfw [--epoch N] [--out LFW_features.mat] [--batch-size 64] [--gpus 0] [--flip] \\
+        [--skip-missing] [--npy]
+    python extract_features.py --symbol X-symbol.json --params X-0001.params --image-size 144 --scale 0.00392157 \\
+        --mean 0 --image-root /data/lfw
 
-    log = logger or globals()["logger"]
-    pairs = lfw.read_pairs(pairs_path)
-    keys = list(dict.fromkeys(k for p in pairs for k in (p.key1, p.key2)))
-    paths = {k: os.path.join(image_root, *k.split("/")) for k in keys}
-    absent = {k for k in keys if not os.path.isfile(paths[k])}
-    lost = [p for p in pairs if p.key1 in absent or p.key2 in absent]
-    if lost:
-        log.warning("verification: %d of %d pairs of %s are excluded, an image is missing under %s:\n%s",
-                    len(lost), len(pairs), pairs_path, image_root,
-                    "\n".join(f"  fold {p.fold + 1} {'same' if p.is_same else 'diff'} {p.key1} {p.key2}"
-                              for p in lost))
-    n_folds = max(p.fold for p in pairs) + 1
-    empty = sorted(set(range(n_folds)) - {p.fold for p in pairs if p.key1 not in absent and p.key2 not in absent})
-    if n_folds < 2 or empty:
-        raise ValueError(f"{pairs_path}: verification needs 2 or more folds, each with a pair whose images exist; "
-                         f"found {n_folds} fold(s), without such a pair: {[k + 1 for k in empty]}")
-    present = [k for k in keys if k not in absent]
-    reported = {(p.key1, p.key2) for p in lost}
+A training checkpoint (--model-prefix, last epoch unless --epoch) rebuilds the network and the preprocessing
+from its sidecar alone. An exported graph (--symbol + --params) needs the preprocessing flags; its embedding is
+output 1 of (logits, embedding). The .mat holds 'data' (N x 256 single, a row per image), 'label' (N x 1 cell of
+Name/Name_NNNN.jpg) and, when images were skipped, 'missing'. Then:
+    octave-cli --eval "addpath('lfw_verification-matlab'); lfw_eval('LFW_features.mat', 'pairs.txt');"
+or  python -m lightcnn.verification --features LFW_features.mat --pairs pairs.txt
+"""
+_DEFAULT_PREPROCESS = Preprocess()
 
-    def verify(net, ctx):
-        result = extract_features(net, [paths[k] for k in present], preprocess, ctx, batch_size, flip,
-                                  skip_missing=True, keys=present, workers=workers, log_interval=log_interval,
-                                  log=log)
-        features = verification.Features(result.features, result.keys, frozenset(result.missing))
-        results = verification.verify(features, pairs, exclude_missing=True, log=lambda message: None)
-        new = [tuple(pair) for pair in results["excluded"] if tuple(pair) not in reported]
-        if new:
-            log.warning("verification: %d more pairs excluded, an image cannot be read:\n%s", len(new),
-                        "\n".join(f"  {a} {b}" for a, b in new))
-            reported.update(new)
-        log.info("verification on %s: %d-fold accuracy %.4f +- %.4f, AUC %.4f, over %d of %d pairs "
-                 "(%d excluded: image missing or unreadable)", os.path.basename(pairs_path), results["n_folds"],
-                 results["accuracy_mean"], results["accuracy_std"], results["auc"], results["n_pairs"],
-                 results["n_listed"], results["n_excluded"])
-        return float(results["accuracy_mean"])
 
-    return verify
+def build_parser():
+    parser = argparse.ArgumentParser(description=USAGE.split("\n\n")[0].strip(),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    model = parser.add_argument_group("Model (a checkpoint, or an exported symbol + params)")
+    model.add_argument("--model-prefix", help="training checkpoint prefix (prefix-NNNN.params + prefix-NNNN.json)")
+    model.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (None: the last one saved)")
+    model.add_argument("--symbol", help="an exported X-symbol.json (instead of --model-prefix)")
+    model.add_argument("--params", help="its X-NNNN.params")
+
+    prep = parser.add_argument_group("Preprocessing (only with --symbol/--params; a checkpoint records its own)")
+    prep.add_argument("--image-size", type=int, default=_DEFAULT_PREPROCESS.image_size,
+                      help="side the images are resized to before the centre crop (the stored training size)")
+    prep.add_argument("--crop-size", type=int, default=_DEFAULT_PREPROCESS.crop_size, help="centre crop side")
+    prep.add_argument("--scale", type=float, default=_DEFAULT_PREPROCESS.scale, help="input = (pixel - mean) * scale")
+    prep.add_argument("--mean", type=float, default=_DEFAULT_PREPROCESS.mean, help="pixel mean (0..255 units)")
+
+    images = parser.add_argument_group("Images")
+    images.add_argument("--image-list", help="one image path per line (any leading prefix, e.g. lfw_patch_part.txt); "
+                                             "None: every image under --image-root")
+    images.add_argument("--image-root", required=True, help="folder the list's Name/Name_NNNN.jpg are under")
+    images.add_argument("--skip-missing", action="store_true",
+                        help="skip missing or unreadable images (listed, and stored as 'missing') instead of failing")
+
+    out = parser.add_argument_group("Output")
+    out.add_argument("--out", default=DEFAULT_MAT, help="the .mat file (data, label, missing)")
+    out.add_argument("--npy", action="store_true",
+                     help="also write X.npy (features) and X_label.txt (one key per line) beside the .mat")
+
+    run = parser.add_argument_group("Computation")
+    run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
+    run.add_argument("--gpus", default="", help="GPUs to split each batch over, e.g. '0,1'; empty: CPU")
+    run.add_argument("--flip", action="store_true",
+                     help="feature = feature(image) + feature(left-right mirror); doubles the compute")
+    run.add_argument("--workers", type=int, default=None, help="decoding threads (None: the core count, at most 4)")
+    run.add_argument("--log-interval", type=float, default=5.0, help="seconds between progress lines")
+    cli.add_debug_flag(parser)
+    return parser
+
+
+def _check_args(parser, args):
+    if bool(args.model_prefix) == bool(args.symbol or args.params):
+        parser.error("give either --model-prefix (a checkpoint) or --symbol and --params (an exported graph)")
+    if args.symbol and not args.params or args.params and not args.symbol:
+        parser.error("--symbol and --params go together")
+    if args.model_prefix:
+        if args.epoch is not None and args.epoch < 0:
+            parser.error("--epoch must be non-negative")
+        restated = [flag for flag, value, default in (
+            ("--image-size", args.image_size, _DEFAULT_PREPROCESS.image_size),
+            ("--crop-size", args.crop_size, _DEFAULT_PREPROCESS.crop_size),
+            ("--scale", args.scale, _DEFAULT_PREPROCESS.scale),
+            ("--mean", args.mean, _DEFAULT_PREPROCESS.mean)) if value != default]
+        if restated:
+            parser.error(f"{', '.join(restated)}: a checkpoint's sidecar fixes the preprocessing; these flags are "
+                         f"for --symbol/--params only")
+    elif args.epoch is not None:
+        parser.error("--epoch selects a checkpoint of --model-prefix; with --symbol pass the .params file")
+    if args.batch_size < 1:
+        parser.error("--batch-size must be positive")
+
+
+def _extract(argv):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_args(parser, args)
+    logging.basicConfig(level=logging.INFO, format=cli.LOG_FORMAT)
+    log = logging.getLogger("extract_features")
+    ctxs = contexts_from_gpus(args.gpus)
+    keys, paths = list_images(args.image_root, args.image_list)
+    if args.model_prefix:
+        net, preprocess, sidecar = load_checkpoint_embedding(args.model_prefix, args.epoch, ctxs)
+        log.info("checkpoint %s epoch %d: %s, preprocessing %s", args.model_prefix, sidecar.epoch,
+                 sidecar.model.to_dict(), preprocess.to_dict())
+    else:
+        preprocess = Preprocess(image_size=args.image_size, crop_size=args.crop_size, scale=args.scale,
+                                mean=args.mean)
+        net = SymbolEmbedding(args.symbol, args.params, ctxs)
+        net.check_input(preprocess.data_shape)
+        log.info("graph %s + %s (%d output(s)), preprocessing %s", args.symbol, args.params, net.num_outputs,
+                 preprocess.to_dict())
+    log.info("%d images from %s under %s, batch %d on %s%s", len(keys), args.image_list or "the folder",
+             args.image_root, args.batch_size, ", ".join(map(str, ctxs)),
+             ", with mirror (--flip)" if args.flip else "")
+    result = extract_features(net, paths, preprocess, ctxs, args.batch_size, flip=args.flip,
+                              skip_missing=args.skip_missing, keys=keys, workers=args.workers,
+                              log_interval=args.log_interval, log=log)
+    save_features_mat(args.out, result.features, result.keys, result.missing)
+    log.info("wrote %s: data %d x %d single, label %d x 1%s", args.out, *result.features.shape, len(result.keys),
+             f", missing {len(result.missing)} x 1" if result.missing else "")
+    if args.npy:
+        log.info("wrote %s", ", ".join(save_features_npy(args.out, result.features, result.keys, result.missing)))
+    return 0
+
+
+def main(argv=None):
+    """The extractor's command line; returns the exit status (1: images missing, 2: bad input)."""
+    return cli.run(_extract, argv, failures=(MissingImagesError,))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

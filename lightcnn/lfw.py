@@ -21,10 +21,10 @@ Blank lines are ignored everywhere; CRLF endings are accepted. Errors name the f
 and the offending line.
 """
 import dataclasses
-import os
 import re
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
+from lightcnn import files
+
 STRATIFIED_FOLDS = 10
 
 # The format names (also written by lfw_eval.m into its results).
@@ -98,25 +98,6 @@ def read_image_list(path):
             raise ValueError(f"{path}:{number}: duplicate image {key!r} (first listed on line {first_line[key]})")
         first_line[key] = number
         keys.append(key)
-    return keys
-
-
-def write_image_list(root, path):
-    """Write every image of an LFW-style tree ``<root>/<Name>/<file>``, sorted, one ``Name/file`` per line.
-
-    Returns the keys written.
-    """
-    keys = []
-    for name in os.listdir(root):
-        folder = os.path.join(root, name)
-        if not os.path.isdir(folder):
-            continue
-        for file in os.listdir(folder):
-            if file.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, file)):
-                keys.append(name + "/" + file)
-    keys.sort()
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.writelines(k + "\n" for k in keys)
     return keys
 
 
@@ -255,12 +236,4 @@ def write_pairs_txt(pairs, path):
             lines.append("%s\t%d\t%d" % (name1, i, j))
         else:
             lines.append("%s\t%d\t%s\t%d" % (name1, i, name2, j))
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        f.write("\n".join(lines) + "\n")
-
-
-def write_pair_label(pairs, path):
-    """Write pairs as the original evaluator's ``pair.label``: ``<1|0> key1 key2`` per line."""
-    with open(path, "w", encoding="utf-8", newline="\n") as f:
-        for p in pairs:
-            f.write("%d %s %s\n" % (int(p.is_same), p.key1, p.key2))
+    files.write_lines(path, lines)

@@ -3,13 +3,24 @@
 Every network maps a gray ``(N, 1, 128, 128)`` batch to ``(logits, embedding)``; ``features(x)`` gives the
 256-d embedding alone (the fc output before dropout), so extraction never picks outputs apart.
 Architectures follow ../shared/REFERENCE.md and the authors' PyTorch ``light_cnn.py``.
+
+Every layer starts its bias at the recipe's 0.1 itself (``bias_initializer``), so the weight initializer is the
+caller's choice: ``net.initialize(mx.init.Xavier())`` works, and ``lightcnn.init.xavier`` gives the recipe's.
 """
+import dataclasses
+
+import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.ndarray import NDArray
 
 MFM_TYPES = ("2/1", "3/2")
 EMBEDDING_SIZE = 256
 INPUT_SHAPE = (1, 128, 128)  # gray 128x128 crops of 144x144 faces
+BIAS = 0.1  # the seed recipe's constant for every bias
+
+
+def _bias():
+    return mx.init.Constant(BIAS)
 
 
 def _conv_channels(out_channels, mfm_type):
@@ -57,11 +68,9 @@ class MFMConv(nn.HybridBlock):
         self._mfm_type = mfm_type
         self._pool = pool
         self._pool_first = pool_first and pool == "max" and mfm_type == "2/1"
-        self.out_channels = out_channels
         with self.name_scope():
-            # bias_initializer=None lets the network-wide initializer (lightcnn.init) set biases to 0.1
             self.conv = nn.Conv2D(_conv_channels(out_channels, mfm_type), kernel_size, padding=padding,
-                                  bias_initializer=None)
+                                  bias_initializer=_bias())
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
@@ -78,7 +87,7 @@ class MFMDense(nn.HybridBlock):
         super().__init__(**kwargs)
         self._mfm_type = mfm_type
         with self.name_scope():
-            self.fc = nn.Dense(_conv_channels(units, mfm_type), bias_initializer=None)
+            self.fc = nn.Dense(_conv_channels(units, mfm_type), bias_initializer=_bias())
 
     def hybrid_forward(self, F, x):
         return max_feature_map(F, self.fc(x), self._mfm_type)
@@ -108,17 +117,6 @@ class ResBlock(nn.HybridBlock):
 
     def hybrid_forward(self, F, x):
         return x + self.conv2(self.conv1(x))
-
-
-class PoolOnly(nn.HybridBlock):
-    """A bare pool, for the pools that follow a resblock stage rather than a conv (29v2)."""
-
-    def __init__(self, kind, **kwargs):
-        super().__init__(**kwargs)
-        self._kind = kind
-
-    def hybrid_forward(self, F, x):
-        return _pool(F, x, self._kind)
 
 
 class Embedding(nn.HybridBlock):
@@ -170,14 +168,12 @@ class LightCNN(nn.HybridBlock):
 
     def __init__(self, builder, num_classes, mfm_type="2/1", pool_first=True, dropout=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
-            raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
         self.num_classes = num_classes
         with self.name_scope():
             trunk, head, default_dropout, classifier_bias = builder(mfm_type, pool_first)
             self.embedding = Embedding(trunk, head, INPUT_SHAPE, prefix="embedding_")
             self.dropout = nn.Dropout(default_dropout if dropout is None else dropout)
-            self.classifier = nn.Dense(num_classes, use_bias=classifier_bias, bias_initializer=None)
+            self.classifier = nn.Dense(num_classes, use_bias=classifier_bias, bias_initializer=_bias())
 
     @property
     def input_shape(self):
@@ -248,7 +244,7 @@ def _lightcnn29(mfm_type, pool_first):
 
 def _lightcnn29v2(mfm_type, pool_first):
     # Every pool is max + average; the embedding is a plain fc (no MFM) and the classifier has no bias.
-    head = nn.Dense(EMBEDDING_SIZE, bias_initializer=None)
+    head = nn.Dense(EMBEDDING_SIZE, bias_initializer=_bias())
     return _resnet_trunk(mfm_type, pool_first, "maxavg"), head, 0.5, False
 
 
@@ -272,6 +268,15 @@ def canonical_name(name):
     return key
 
 
+def _check_options(num_classes, mfm_type, dropout):
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
+        raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if mfm_type not in MFM_TYPES:
+        raise ValueError(f"unknown MFM type {mfm_type!r}; valid: {', '.join(MFM_TYPES)}")
+    if dropout is not None and not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+
+
 def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, **kwargs):
     """Build a registered LightCNN.
 
@@ -292,8 +297,36 @@ def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, 
     in another.
     """
     key = canonical_name(name)
-    if mfm_type not in MFM_TYPES:
-        raise ValueError(f"unknown MFM type {mfm_type!r}; valid: {', '.join(MFM_TYPES)}")
+    _check_options(num_classes, mfm_type, dropout)
     prefix = kwargs.pop("prefix", key + "_")
     return LightCNN(_NETWORKS[key], num_classes, mfm_type=mfm_type, pool_first=pool_first, dropout=dropout,
                     prefix=prefix, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """What rebuilds a network (and what a checkpoint records of it): its name, classes and options.
+
+    ``dropout`` None means the network's own rate. Pooling order is not part of it: both orders are the same
+    function (see :class:`MFMConv`).
+    """
+
+    network: str
+    num_classes: int
+    mfm_type: str = "2/1"
+    dropout: float = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "network", canonical_name(self.network))
+        _check_options(self.num_classes, self.mfm_type, self.dropout)
+
+    def build(self, **kwargs):
+        """The network (uninitialised); ``kwargs`` go to :func:`get_model` (e.g. ``pool_first``)."""
+        return get_model(self.network, self.num_classes, mfm_type=self.mfm_type, dropout=self.dropout, **kwargs)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**d)

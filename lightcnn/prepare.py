@@ -18,7 +18,7 @@ it enters a list; a file that fails is listed in the summary with the reason and
 decoded once: its encoded JPEG waits in a spool file until the lists are known.
 
 Rules, decided once:
-- images are converted to gray and resized to exactly ``image_size`` square (``lightcnn.data.resize_square``:
+- images are converted to gray and resized to exactly ``image_size`` square (``lightcnn.images.resize_square``:
   aligned crops are used whole, a non-square face is stretched, never cropped); the feature extractor uses the
   same functions;
 - identities: those in ``--identity-list`` (labels in list order), or the ``--num-identities`` identities with the
@@ -40,20 +40,20 @@ import random
 import sys
 import time
 
-import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS before mxnet is imported)
 import cv2
 import mxnet as mx
 
-from lightcnn.data import CLASSES_FILE, decode_gray, resize_square
+from lightcnn import cli, files
+from lightcnn.data import CLASSES_FILE
+from lightcnn.images import STORED_SIZE, decode_gray, is_image_file, resize_square
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
 OUTPUT_FILES = ("train.lst", "val.lst", "train.rec", "train.idx", "val.rec", "val.idx", CLASSES_FILE,
                 "summary.json")
 _SPOOL = ".prepare-spool.tmp"
 _GROUP_IMAGES = 2048  # images validated per thread-pool round (bounds the results held in memory)
 
 
-class PrepareError(Exception):
+class PrepareError(ValueError):
     """A problem with the input or the options; the CLI prints it and exits with status 2."""
 
 
@@ -92,7 +92,7 @@ def scan_root(root, exclude=None):
             rel = f"{entry.name}/{sub.name}"
             if sub.is_dir():
                 ignored.append({"path": rel, "reason": "sub-folder inside an identity folder (not searched)"})
-            elif os.path.splitext(sub.name)[1].lower() in IMAGE_EXTENSIONS and not sub.name.startswith("."):
+            elif is_image_file(sub.name):
                 if any(c in sub.name for c in "\t\r\n"):
                     ignored.append({"path": rel, "reason": "tab or line break in the file name"})
                 else:
@@ -133,7 +133,7 @@ def _sample(items, limit=10):
 # ----------------------------------------------------------------------------------------------------------------
 # Validating and encoding (one decode per image)
 
-def encode_face(data, image_size=144, quality=95):
+def encode_face(data, image_size=STORED_SIZE, quality=95):
     """Encoded image bytes -> ``(jpeg bytes, None, info)`` or ``(None, reason, {})`` when it cannot be used."""
     if not data:
         return None, "empty file (0 bytes)", {}
@@ -198,8 +198,8 @@ class _Validator:
         self.pool.shutdown()
         self.spool.close()
 
-    def validate(self, names, files):
-        jobs = [(name, f"{name}/{fname}") for name in names for fname in files[name]]
+    def validate(self, names, listing):
+        jobs = [(name, f"{name}/{fname}") for name in names for fname in listing[name]]
         for start in range(0, len(jobs), _GROUP_IMAGES):
             group = jobs[start:start + _GROUP_IMAGES]
             paths = [os.path.join(self.root, *rel.split("/")) for _, rel in group]
@@ -228,23 +228,23 @@ class _Validator:
 # ----------------------------------------------------------------------------------------------------------------
 # Choosing identities
 
-def _select_top(files, validator, num_identities, min_images):
+def _select_top(listing, validator, num_identities, min_images):
     """The ``num_identities`` identities with the most readable images (>= ``min_images``), ties by name.
 
     Identities are validated in order of their file counts, best first; since an identity never has more readable
     images than files, validation stops once the chosen ones beat every identity not yet looked at.
     Returns the names in ranking order.
     """
-    candidates = sorted((n for n in files if len(files[n]) >= min_images), key=lambda n: (-len(files[n]), n))
+    candidates = sorted((n for n in listing if len(listing[n]) >= min_images), key=lambda n: (-len(listing[n]), n))
     done = []
     pos = 0
     while pos < len(candidates):
         group, count = [], 0
         while pos < len(candidates) and (count < _GROUP_IMAGES or not group):
             group.append(candidates[pos])
-            count += len(files[candidates[pos]])
+            count += len(listing[candidates[pos]])
             pos += 1
-        validator.validate(group, files)
+        validator.validate(group, listing)
         done.extend(group)
         if num_identities is None or pos >= len(candidates):
             continue
@@ -253,7 +253,7 @@ def _select_top(files, validator, num_identities, min_images):
         if len(ranked) >= num_identities:
             nth = ranked[num_identities - 1]
             bound = candidates[pos]  # the best an unvalidated identity can do: all its files readable
-            if (-len(validator.valid[nth]), nth) < (-len(files[bound]), bound):
+            if (-len(validator.valid[nth]), nth) < (-len(listing[bound]), bound):
                 break
     ranked = sorted((n for n in done if len(validator.valid[n]) >= min_images),
                     key=lambda n: (-len(validator.valid[n]), n))
@@ -272,7 +272,7 @@ def split_identity(paths, val_fraction, seed, name):
 # The builder
 
 def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_images=None, val_fraction=0.05,
-                    seed=0, image_size=144, quality=95, num_threads=None, force=False, verbose=True):
+                    seed=0, image_size=STORED_SIZE, quality=95, num_threads=None, force=False, verbose=True):
     """Build ``train``/``val`` ``.lst``, ``.rec``, ``.idx``, ``classes.txt`` and ``summary.json`` in ``out_dir``.
 
     Parameters
@@ -332,9 +332,9 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
     if requested is not None and not requested:
         raise PrepareError("the identity list is empty")
 
-    files, empty, non_image, ignored = scan_root(root, exclude=out_dir)
+    listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     if requested is not None:
-        missing = [name for name in requested if name not in files]
+        missing = [name for name in requested if name not in listing]
         if missing:
             absent = [n for n in missing if n not in empty]
             no_images = [n for n in missing if n in empty]
@@ -348,12 +348,12 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
     cv_level = _quiet_opencv()
     spool_path = os.path.join(out_dir, _SPOOL)
     tmp = {name: os.path.join(out_dir, name + ".tmp") for name in OUTPUT_FILES}
-    progress_total = sum(len(files[n]) for n in requested) if requested is not None else None
+    progress_total = sum(len(listing[n]) for n in requested) if requested is not None else None
     progress = _Progress("decoded and checked", progress_total, enabled=verbose)
     validator = _Validator(root, spool_path, image_size, quality, num_threads, progress)
     try:
         if requested is not None:
-            validator.validate(requested, files)
+            validator.validate(requested, listing)
             unreadable = [n for n in requested if not validator.valid[n]]
             if unreadable:
                 raise PrepareError(f"{len(unreadable)} requested identities have no readable image: "
@@ -362,7 +362,7 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
             chosen = requested
             mode = "list"
         else:
-            chosen = sorted(_select_top(files, validator, num_identities, min_images or 1))
+            chosen = sorted(_select_top(listing, validator, num_identities, min_images or 1))
             mode = "top" if num_identities is not None else "all"
             if not chosen:
                 raise PrepareError(f"no identity under {root} has at least {min_images or 1} readable images")
@@ -401,12 +401,12 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         summary = _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, mode=mode,
                            identity_list=list_source, num_identities=num_identities, min_images=min_images,
                            val_fraction=val_fraction, seed=seed, image_size=image_size, quality=quality,
-                           num_threads=num_threads, seconds=time.time() - started, scanned=len(files) + len(empty))
+                           num_threads=num_threads, seconds=time.time() - started, scanned=len(listing) + len(empty))
         with open(tmp["summary.json"], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
             f.write("\n")
         for name in OUTPUT_FILES:  # all outputs appear together, only once everything is written
-            os.replace(tmp[name], os.path.join(out_dir, name))
+            files.publish(tmp[name], os.path.join(out_dir, name))
     finally:
         validator.close()
         _restore_opencv(cv_level)
@@ -522,24 +522,25 @@ def build_parser():
                        help="share of each identity's images for validation (at least one stays in train)")
     split.add_argument("--seed", type=int, default=0, help="seed of the split and of the list order")
     pack = parser.add_argument_group("packing")
-    pack.add_argument("--image-size", type=int, default=144, help="side of the stored gray squares")
+    pack.add_argument("--image-size", type=int, default=STORED_SIZE, help="side of the stored gray squares")
     pack.add_argument("--quality", type=int, default=95, help="JPEG quality")
     pack.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="decoding/encoding threads")
+    cli.add_debug_flag(parser)
     return parser
 
 
-def main(argv=None):
+def _prepare(argv):
     args = build_parser().parse_args(argv)
-    try:
-        prepare_dataset(args.root, args.out, identity_list=args.identity_list, num_identities=args.num_identities,
-                        min_images=args.min_images, val_fraction=args.val_fraction, seed=args.seed,
-                        image_size=args.image_size, quality=args.quality, num_threads=args.num_threads,
-                        force=args.force)
-    except PrepareError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    prepare_dataset(args.root, args.out, identity_list=args.identity_list, num_identities=args.num_identities,
+                    min_images=args.min_images, val_fraction=args.val_fraction, seed=args.seed,
+                    image_size=args.image_size, quality=args.quality, num_threads=args.num_threads, force=args.force)
     return 0
 
 
+def main(argv=None):
+    """The dataset builder's command line; returns the exit status (2: bad input)."""
+    return cli.run(_prepare, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -66,13 +66,11 @@ numbers are written as the strings "Infinity", "-Infinity" and "NaN" (:func:`rea
 """
 import argparse
 import dataclasses
-import json
 import os
-import sys
 
 import numpy as np
 
-from lightcnn import lfw
+from lightcnn import cli, files, lfw
 
 FAR_TARGETS = (("tpr_at_far_1pct", "TPR@FAR=1%", 0.01),
                ("tpr_at_far_0_1pct", "TPR@FAR=0.1%", 0.001),
@@ -394,37 +392,9 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if np.isnan(value):
-            return "NaN"
-        if np.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return value
-    return value
-
-
 def read_results_json(path):
     """Load a results JSON (ours or lfw_eval.m's), turning "Infinity"/"-Infinity"/"NaN" back into floats."""
-    def decode(value):
-        if isinstance(value, dict):
-            return {k: decode(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [decode(v) for v in value]
-        if value in ("Infinity", "-Infinity", "NaN"):
-            return float(value)
-        return value
-    with open(path, encoding="utf-8") as f:
-        return decode(json.load(f))
+    return files.read_json(path)
 
 
 def plot_roc(results, path):
@@ -443,16 +413,15 @@ def plot_roc(results, path):
     ax.set_ylabel("true positive rate")
     ax.set_title("LFW ROC: AUC %s, EER %s%%" % (_num(results["auc"], "%.4f"), _num(100 * results["eer"], "%.2f")))
     ax.grid(True, linewidth=0.3)
-    fig.savefig(path)
+    with files.atomic_path(path) as temp:
+        fig.savefig(temp, format="png")
 
 
 def write_results(results, out_dir):
     """Write ``lfw_results.json`` and ``lfw_roc.png`` into ``out_dir``; returns their paths."""
     os.makedirs(out_dir, exist_ok=True)
     json_path, png_path = os.path.join(out_dir, RESULTS_JSON), os.path.join(out_dir, ROC_PNG)
-    with open(json_path, "w", encoding="utf-8") as f:
-        json.dump(_jsonable(results), f, indent=1, allow_nan=False)
-        f.write("\n")
+    files.write_json(json_path, results)
     plot_roc(results, png_path)
     return json_path, png_path
 
@@ -481,7 +450,7 @@ def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, e
     return results
 
 
-def main(argv=None):
+def _verification(argv):
     parser = argparse.ArgumentParser(prog="python -m lightcnn.verification",
                                      description="LFW verification: 10-fold accuracy, ROC, AUC, EER, TPR@FAR "
                                                  "(the same figures as lfw_verification-matlab/lfw_eval.m).")
@@ -495,14 +464,16 @@ def main(argv=None):
                         help="PCA to DIM dims fitted on the training folds of each fold (default: none)")
     parser.add_argument("--exclude-missing", action="store_true",
                         help="leave out (and list) pairs with an image that has no feature instead of failing")
+    cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    try:
-        run(args.features, args.pairs, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
-    except (MissingFeaturesError, lfw.PairFileError, FileNotFoundError, ValueError) as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 2
+    run(args.features, args.pairs, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
     return 0
 
 
+def main(argv=None):
+    """The evaluator's command line; returns the exit status (2: bad input or pairs without features)."""
+    return cli.run(_verification, argv)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -5,12 +5,11 @@ import os
 import numpy as np
 import pytest
 
-import lightcnn  # noqa: F401
 import cv2
 import mxnet as mx
 
-from lightcnn import data
-from lightcnn.data import Preprocess
+from lightcnn import data, images
+from lightcnn.images import Preprocess
 from lightcnn.prepare import prepare_dataset
 
 NUM_IDS, PER_ID = 5, 12
@@ -92,8 +91,8 @@ def test_train_iter_same_seed_same_batches(dataset):
 def test_train_iter_augments_and_eval_iter_centres(dataset):
     rec = str(dataset / "train.rec")
     p = Preprocess()
-    centre = {data.load_eval_image(jpeg, p).tobytes() for _, _, jpeg in stored_images(rec)}
-    mirrored = {np.ascontiguousarray(data.load_eval_image(jpeg, p)[:, :, ::-1]).tobytes()
+    centre = {images.load_eval_image(jpeg, p).tobytes() for _, _, jpeg in stored_images(rec)}
+    mirrored = {np.ascontiguousarray(images.load_eval_image(jpeg, p)[:, :, ::-1]).tobytes()
                 for _, _, jpeg in stored_images(rec)}
     x, y, _ = batches(data.train_iter(rec, 16, seed=1), 1)[0]
     assert x.shape == (16, 1, 128, 128) and x.dtype == np.float32 and y.shape == (16,)
@@ -110,7 +109,7 @@ def test_eval_iter_every_image_once_and_equals_load_eval_image(dataset):
     n = len(stored)
     assert n == NUM_IDS * 3
     p = Preprocess(mean=100.0, scale=0.02)
-    expected = np.stack([data.load_eval_image(jpeg, p) for _, _, jpeg in stored])
+    expected = np.stack([images.load_eval_image(jpeg, p) for _, _, jpeg in stored])
     it = data.eval_iter(rec, 4, p)
     for _ in range(2):  # a second pass after reset() sees the same images (no MXNet roll-over)
         xs, ys, pads = [], [], []
@@ -141,19 +140,19 @@ def test_eval_iter_every_image_once_and_equals_load_eval_image(dataset):
 def test_load_eval_image_of_files(tmp_path):
     img = np.random.RandomState(3).randint(0, 256, (112, 92), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "a.pgm"), img)
-    out = data.load_eval_image(tmp_path / "a.pgm")
+    out = images.load_eval_image(tmp_path / "a.pgm")
     resized = cv2.resize(img, (144, 144), interpolation=cv2.INTER_LINEAR)
-    expected = Preprocess().normalize(data.center_crop(resized, 128))
+    expected = Preprocess().normalize(images.center_crop(resized, 128))
     assert out.shape == (1, 128, 128) and out.dtype == np.float32 and np.array_equal(out[0], expected)
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.jpg"):
-        data.load_eval_image(tmp_path / "bad.jpg")
+        images.load_eval_image(tmp_path / "bad.jpg")
 
 
 def test_num_classes_from_classes_txt_or_labels(dataset, tmp_path):
     assert data.num_classes_of(str(dataset / "train.rec")) == NUM_IDS
     assert data.check_num_classes(NUM_IDS, str(dataset / "val.rec")) == NUM_IDS
-    with pytest.raises(ValueError, match=r"--num-classes 7 disagrees.*5 classes.*classes.txt"):
+    with pytest.raises(ValueError, match=r"7 classes disagree.*5 classes.*classes.txt"):
         data.check_num_classes(7, str(dataset / "train.rec"))
     imgs = [np.zeros((144, 144), np.uint8)] * 3
     rec = write_rec(tmp_path / "plain.rec", imgs, [0, 4, 2])
@@ -200,7 +199,7 @@ def test_wrong_image_size_and_colour_records(tmp_path, caplog):
     assert b.data[0].shape == (4, 1, 128, 128)
     # the documented conversion: OpenCV's gray decode, the same in MXNet and in load_eval_image
     for (_, _, jpeg), x in zip(stored_images(rec), b.data[0].asnumpy()):
-        assert np.array_equal(x, data.load_eval_image(jpeg))
+        assert np.array_equal(x, images.load_eval_image(jpeg))
 
 
 def test_train_batch_larger_than_part_is_an_error(dataset):

@@ -7,10 +7,14 @@ import shutil
 import numpy as np
 import pytest
 
-import lightcnn  # noqa: F401
 import cv2
 
-from lightcnn import demo, lfw, synthetic_faces as sf
+from lightcnn import lfw
+from lightcnn.tools import demo, pipeline, synthetic_faces as sf
+
+
+def make_image(seed, identity, image, difficulty=1.0):
+    return sf.render(sf.identity_params(seed, identity), sf.image_params(seed, identity, image, difficulty))
 
 SMALL = sf.Options(train_identities=6, verify_identities=20, images_per_identity=4, pairs_per_fold=2, seed=3)
 
@@ -45,8 +49,8 @@ def test_same_seed_same_bytes(small_set, tmp_path):
 
 
 def test_other_seed_other_faces(small_set):
-    a = sf.make_image(SMALL.seed, 0, 0)
-    b = sf.make_image(SMALL.seed + 1, 0, 0)
+    a = make_image(SMALL.seed, 0, 0)
+    b = make_image(SMALL.seed + 1, 0, 0)
     assert np.abs(a.astype(int) - b.astype(int)).mean() > 5
 
 
@@ -82,7 +86,7 @@ def test_pairs_parse_into_ten_folds_of_held_out_identities(small_set):
 
     train, verify = set(manifest["train_identities"]), set(manifest["verify_identities"])
     assert not train & verify
-    assert set(demo.pair_identities(pairs)) <= verify
+    assert set(pipeline.pair_identities(pairs)) <= verify
     # folds are disjoint in identities, as LFW's View 2 folds are
     fold_of = {}
     for p in pairs:
@@ -93,11 +97,11 @@ def test_pairs_parse_into_ten_folds_of_held_out_identities(small_set):
 def test_training_identities_are_those_no_pair_uses(small_set):
     root, manifest = small_set
     pairs = lfw.read_pairs(str(root / sf.PAIRS_FILE))
-    names, too_small = demo.training_identities(str(root), demo.pair_identities(pairs), min_images=2)
-    unused = set(manifest["verify_identities"]) - set(demo.pair_identities(pairs))
+    names, too_small = pipeline.training_identities(str(root), pipeline.pair_identities(pairs), min_images=2)
+    unused = set(manifest["verify_identities"]) - set(pipeline.pair_identities(pairs))
     assert set(names) == set(manifest["train_identities"]) | unused
     assert too_small == 0
-    assert demo.training_identities(str(root), [], min_images=SMALL.images_per_identity + 1) == (
+    assert pipeline.training_identities(str(root), [], min_images=SMALL.images_per_identity + 1) == (
         [], SMALL.train_identities + SMALL.verify_identities)
 
 
@@ -118,19 +122,19 @@ def test_bad_options_fail_before_writing(tmp_path):
 
 def test_images_vary_within_and_between_identities():
     """Per-image nuisance is strong: two photos of one face differ in raw pixels about as much as two faces."""
-    same = [np.abs(sf.make_image(0, i, 0).astype(float) - sf.make_image(0, i, 1)).mean() for i in range(6)]
-    other = [np.abs(sf.make_image(0, i, 0).astype(float) - sf.make_image(0, i + 1, 0)).mean() for i in range(6)]
+    same = [np.abs(make_image(0, i, 0).astype(float) - make_image(0, i, 1)).mean() for i in range(6)]
+    other = [np.abs(make_image(0, i, 0).astype(float) - make_image(0, i + 1, 0)).mean() for i in range(6)]
     assert np.mean(same) > 0.5 * np.mean(other)
-    still = sf.make_image(0, 0, 0, difficulty=0).astype(float)
-    assert np.abs(still - sf.make_image(0, 0, 1, difficulty=0)).mean() < 5  # only noise without variation
+    still = make_image(0, 0, 0, difficulty=0).astype(float)
+    assert np.abs(still - make_image(0, 0, 1, difficulty=0)).mean() < 5  # only noise without variation
 
 
 def test_pixel_features_mat(small_set, tmp_path):
     import scipy.io
-    from lightcnn.data import Preprocess
+    from lightcnn.images import Preprocess
     root, _ = small_set
     keys = ["Synth_0007/Synth_0007_0001.jpg", "Synth_0007/Synth_0007_0009.jpg"]
-    n, missing = demo.write_pixel_features(str(root), keys, str(tmp_path / "p.mat"), Preprocess())
+    n, missing = pipeline.write_pixel_features(str(root), keys, str(tmp_path / "p.mat"), Preprocess())
     assert (n, missing) == (1, keys[1:])
     m = scipy.io.loadmat(str(tmp_path / "p.mat"))
     assert m["data"].shape == (1, 128 * 128)
@@ -138,7 +142,7 @@ def test_pixel_features_mat(small_set, tmp_path):
 
 
 def test_lfw_benchmark_keeps_pairs_of_untrained_identities_in_their_folds():
-    from lightcnn.lfw_benchmark import unseen_pairs
+    from lightcnn.tools.lfw_benchmark import unseen_pairs
     P = lfw.Pair
     pairs = [P("A/A_0001.jpg", "A/A_0002.jpg", True, 0), P("B/B_0001.jpg", "B/B_0002.jpg", True, 1),
              P("A/A_0001.jpg", "C/C_0001.jpg", False, 0), P("B/B_0001.jpg", "C/C_0001.jpg", False, 1)]
@@ -156,18 +160,18 @@ def test_untrained_checkpoint_is_the_training_start(tmp_path):
     import sys
 
     import mxnet as mx
-    from lightcnn.data import Preprocess
+    from lightcnn.images import Preprocess
     from lightcnn.prepare import prepare_dataset
 
     faces = tmp_path / "faces"
     for label in range(2):
         os.makedirs(faces / f"p{label}")
         for i in range(8):
-            cv2.imwrite(str(faces / f"p{label}" / f"{i}.png"), sf.make_image(0, label, i))
+            cv2.imwrite(str(faces / f"p{label}" / f"{i}.png"), make_image(0, label, i))
     prepare_dataset(str(faces), str(tmp_path / "data"), val_fraction=0, verbose=False)
     pre = Preprocess(mean=127.5)
     demo.save_untrained_checkpoint(str(tmp_path / "u" / "net"), 2, None, pre, 5, "in", 3.0, 0.0)
-    subprocess.run([sys.executable, demo.TRAIN_SCRIPT, "--network", "lightcnn9",
+    subprocess.run([sys.executable, pipeline.TRAIN_SCRIPT, "--network", "lightcnn9",
                     "--data-train", str(tmp_path / "data" / "train.rec"), "--num-epochs", "1", "--batch-size", "16",
                     "--lr", "0", "--dropout", "0", "--mean", "127.5", "--xavier-factor-type", "in", "--seed", "5",
                     "--model-prefix", str(tmp_path / "t" / "net")], check=True, capture_output=True)
@@ -208,7 +212,7 @@ def test_demo_end_to_end(tmp_path, capsys):
         assert "gives the same accuracy" in printed
     # identities of the pairs were never trained on
     classes = set((out / "data" / "classes.txt").read_text().split())
-    assert not classes & set(demo.pair_identities(lfw.read_pairs(str(out / "faces" / "pairs.txt"))))
+    assert not classes & set(pipeline.pair_identities(lfw.read_pairs(str(out / "faces" / "pairs.txt"))))
 
 
 @pytest.mark.slow

@@ -15,14 +15,16 @@ import numpy as np
 import pytest
 import scipy.io
 
-import lightcnn  # noqa: F401
 import mxnet as mx
 
-from lightcnn import checkpoint, extract, lfw, verification
-from lightcnn.data import Preprocess, load_eval_image
-from lightcnn.init import LightCNNInit
+from lightcnn import checkpoint, extract, init, lfw, verification
+from lightcnn.embedding import load_checkpoint_embedding
+from lightcnn.images import Preprocess, load_eval_image
 from lightcnn.lfw import Pair
-from lightcnn.model import get_model
+from lightcnn.model import ModelSpec
+from lightcnn.training.verify import make_pair_verifier
+
+from helpers.lfw_files import write_pair_label
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CLI = ROOT / "extract_features" / "extract_features.py"
@@ -62,21 +64,20 @@ def faces(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_prefix(tmp_path_factory):
-    net = get_model("lightcnn9", 10)
-    net.initialize(LightCNNInit())
+    spec = ModelSpec("lightcnn9", 10)
+    net = spec.build()
+    net.initialize(init.xavier())
     net.hybridize()
     net(mx.nd.zeros((1,) + net.input_shape))
     prefix = str(tmp_path_factory.mktemp("checkpoint") / "lightcnn")
-    sidecar = {"network": "lightcnn9", "num_classes": 10, "model_options": {}, "input_shape": list(net.input_shape),
-               "preprocess": Preprocess().to_dict()}
-    checkpoint.save_checkpoint(net, None, prefix, 3, sidecar)
+    checkpoint.save(net, None, prefix, checkpoint.Sidecar(spec, Preprocess(), epoch=3))
     return prefix
 
 
 @pytest.fixture(scope="module")
 def loaded(model_prefix):
-    net, preprocess, sidecar = extract.load_checkpoint_embedding(model_prefix)
-    assert sidecar["epoch"] == 3 and preprocess == Preprocess()
+    net, preprocess, sidecar = load_checkpoint_embedding(model_prefix)
+    assert sidecar.epoch == 3 and preprocess == Preprocess()
     return net, preprocess
 
 
@@ -170,7 +171,7 @@ def test_flip_is_the_sum_of_image_and_mirror_features(extracted, loaded):
 
 def test_batches_split_over_several_contexts(model_prefix, extracted, loaded):
     result, paths = extracted
-    net2, preprocess, _ = extract.load_checkpoint_embedding(model_prefix, ctx=[mx.cpu(0), mx.cpu(1)])
+    net2, preprocess, _ = load_checkpoint_embedding(model_prefix, ctx=[mx.cpu(0), mx.cpu(1)])
     # 18 images in batches of 17: the last batch holds one image, fewer than the contexts
     split = extract.extract_features(net2, paths, preprocess, ctx=[mx.cpu(0), mx.cpu(1)], batch_size=17)
     assert_features_close(split.features, result.features)
@@ -230,7 +231,7 @@ def test_skip_missing_lists_them_and_stores_missing(broken_root, loaded, extract
     assert loaded_back.keys == good and loaded_back.missing == frozenset(bad)
 
 
-def test_cli_exit_codes_on_missing_images_and_bad_flags(broken_root, model_prefix, tmp_path, caplog):
+def test_cli_exit_codes_on_missing_images_and_bad_flags(broken_root, model_prefix, tmp_path, capsys):
     root, image_list, _, _ = broken_root
     cli = load_cli_module()
     out = tmp_path / "out.mat"
@@ -244,8 +245,10 @@ def test_cli_exit_codes_on_missing_images_and_bad_flags(broken_root, model_prefi
         with pytest.raises(SystemExit) as info:
             cli.main(common + bad_flags)
         assert info.value.code == 2
+    capsys.readouterr()
     assert cli.main(common[:2] + ["--epoch", "7"] + common[2:]) == 2  # no such checkpoint
-    assert "saved epochs under this prefix: [3]" in caplog.text
+    error = capsys.readouterr().err
+    assert "saved epochs under this prefix: [3]" in error and "Traceback" not in error
 
 
 def test_list_images_walks_the_root_when_there_is_no_list(broken_root):
@@ -260,7 +263,7 @@ def test_list_images_walks_the_root_when_there_is_no_list(broken_root):
 # ---------------------------------------------------------------------------------------------------------------
 # an exported graph: symbol.json + params with explicit preprocessing
 
-def test_symbol_and_params_give_the_same_features(cli_run, faces, model_prefix, tmp_path, caplog):
+def test_symbol_and_params_give_the_same_features(cli_run, faces, model_prefix, tmp_path, capsys):
     root, image_list, keys = faces
     cwd, _ = cli_run
     out = tmp_path / "symbol.mat"
@@ -274,8 +277,9 @@ def test_symbol_and_params_give_the_same_features(cli_run, faces, model_prefix, 
     np.testing.assert_array_equal(mat["data"], reference["data"])
     # a crop the saved weights cannot take is refused before any image is read
     argv[argv.index("--out") + 1] = tmp_path / "never.mat"
+    capsys.readouterr()
     assert cli.main([str(a) for a in argv + ["--image-size", 128, "--crop-size", 112]]) == 2
-    assert "parameter shapes differ" in caplog.text and not (tmp_path / "never.mat").exists()
+    assert "parameter shapes differ" in capsys.readouterr().err and not (tmp_path / "never.mat").exists()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -292,7 +296,7 @@ def verifier_result(pairs_file, faces, loaded):
     log.addHandler(handler)
     log.setLevel(logging.INFO)
     try:
-        verify = extract.make_pair_verifier(str(pairs_file), str(root), preprocess, batch_size=8, logger=log)
+        verify = make_pair_verifier(str(pairs_file), str(root), preprocess, batch_size=8, logger=log)
         accuracy = verify(net, mx.cpu())
     finally:
         log.removeHandler(handler)
@@ -311,9 +315,9 @@ def test_pair_verifier_rejects_a_fold_without_usable_pairs(faces, tmp_path):
     root, _, keys = faces
     pairs = [Pair(keys[0], keys[1], True, 0), Pair(keys[0], "Ghost/Ghost_0001.jpg", False, 1)]
     path = tmp_path / "pair.label"
-    lfw.write_pair_label(pairs, path)
+    write_pair_label(pairs, path)
     with pytest.raises(ValueError, match="without such a pair"):
-        extract.make_pair_verifier(str(path), str(root), logger=logging.getLogger("test_extract.quiet"))
+        make_pair_verifier(str(path), str(root), logger=logging.getLogger("test_extract.quiet"))
 
 
 def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_result, tmp_path):
@@ -333,7 +337,7 @@ def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_p
     cwd, _ = cli_run
     script = (f"addpath('{MATLAB_DIR}'); lfw_eval('{extract.DEFAULT_MAT}', '{pairs_file}', '{tmp_path}', "
               f"'exclude_missing', true);")
-    proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--eval", script], cwd=cwd,
+    proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--no-history", "--eval", script], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     octave = verification.read_results_json(tmp_path / verification.RESULTS_JSON)

@@ -9,13 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-import lightcnn  # noqa: F401
 import mxnet as mx
 
-from lightcnn import checkpoint
-from lightcnn.fit import Plateau, TrainingError, lr_at, parse_steps, server_lr_schedule
-from lightcnn.init import LightCNNInit
-from lightcnn.model import get_model
+from lightcnn import checkpoint, init
+from lightcnn.checkpoint import CheckpointError, Sidecar
+from lightcnn.images import Preprocess
+from lightcnn.model import ModelSpec
+from lightcnn.training.schedule import Plateau, lr_at, parse_steps, server_lr_schedule
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
@@ -45,7 +45,7 @@ def load_params(path):
 def test_lr_rule_of_the_seed_recipe():
     """--lr 1e-4 --lr-step-epochs 0,100: 1e-5 from the first epoch, 1e-6 from epoch 100."""
     steps = parse_steps("0,100")
-    assert steps == [0, 100]
+    assert steps == (0, 100)
     assert lr_at(0, 1e-4, 0.1, steps) == pytest.approx(1e-5)
     assert lr_at(99, 1e-4, 0.1, steps) == pytest.approx(1e-5)
     assert lr_at(100, 1e-4, 0.1, steps) == pytest.approx(1e-6)
@@ -55,8 +55,9 @@ def test_lr_rule_of_the_seed_recipe():
 
 
 def test_lr_steps_parse_errors():
-    with pytest.raises(ValueError, match="lr-step-epochs"):
+    with pytest.raises(ValueError, match="comma-separated epochs"):
         parse_steps("10;20")
+    assert parse_steps("") == () and parse_steps(" 3, 5") == (3, 5)
 
 
 def test_plateau_drops_after_patience_and_survives_a_resume():
@@ -69,9 +70,12 @@ def test_plateau_drops_after_patience_and_survives_a_resume():
 
 # --- checkpoints --------------------------------------------------------------------------------------------------
 
-def _tiny_trained(tmp_path):
-    net = get_model("lightcnn9", 3)
-    net.initialize(LightCNNInit())
+SPEC = ModelSpec("lightcnn9", 3)
+
+
+def _tiny_trained():
+    net = SPEC.build()
+    net.initialize(init.xavier())
     net.hybridize()
     net(mx.nd.zeros((1, 1, 128, 128)))
     trainer = mx.gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-3})
@@ -79,9 +83,9 @@ def _tiny_trained(tmp_path):
 
 
 def test_atomic_save_interrupted_leaves_previous_checkpoint(tmp_path, monkeypatch):
-    net, trainer = _tiny_trained(tmp_path)
+    net, trainer = _tiny_trained()
     prefix = str(tmp_path / "m")
-    checkpoint.save_checkpoint(net, trainer, prefix, 1, {"network": "lightcnn9", "num_classes": 3})
+    checkpoint.save(net, trainer, prefix, Sidecar(SPEC, Preprocess(), epoch=1))
     before = {p: pathlib.Path(p).read_bytes() for p in (checkpoint.params_path(prefix, 1),
                                                         checkpoint.symbol_path(prefix))}
     # change the weights, then fail in the middle of the next save of the same epoch
@@ -92,20 +96,65 @@ def test_atomic_save_interrupted_leaves_previous_checkpoint(tmp_path, monkeypatc
         raise OSError("disk full (simulated)")
     monkeypatch.setattr(trainer, "save_states", broken)
     with pytest.raises(OSError, match="simulated"):
-        checkpoint.save_checkpoint(net, trainer, prefix, 1, {"network": "lightcnn9", "num_classes": 3})
+        checkpoint.save(net, trainer, prefix, Sidecar(SPEC, Preprocess(), epoch=1))
     for path, content in before.items():
         assert pathlib.Path(path).read_bytes() == content
     assert sorted(os.listdir(tmp_path)) == ["m-0001.json", "m-0001.params", "m-0001.states", "m-symbol.json"]
     loaded, sidecar = checkpoint.load_model(prefix)
-    assert sidecar["epoch"] == 1 and sidecar["network"] == "lightcnn9"
+    assert sidecar.epoch == 1 and sidecar.model == SPEC
     assert loaded.features(mx.nd.zeros((1, 1, 128, 128))).shape == (1, 256)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no checkpoint for epoch 3"):
+    with pytest.raises(CheckpointError, match="no checkpoint for epoch 3"):
         checkpoint.read_sidecar(str(tmp_path / "m"), 3)
-    with pytest.raises(FileNotFoundError, match="no complete checkpoint"):
+    with pytest.raises(CheckpointError, match="no complete checkpoint"):
         checkpoint.last_epoch(str(tmp_path / "m"))
+
+
+# --- the sidecar: one versioned format, old ones still load -------------------------------------------------------
+
+FIXTURES = ROOT / "tests" / "data"
+
+
+@pytest.mark.parametrize("name", ["sidecar_v1_trained.json", "sidecar_v1_untrained.json"])
+def test_sidecars_of_the_first_release_still_load(tmp_path, name):
+    """Format 1, written by the release before the Sidecar class (copied from its `make demo` output)."""
+    (tmp_path / "m-0008.json").write_text((FIXTURES / name).read_text())
+    sidecar = checkpoint.read_sidecar(str(tmp_path / "m"), 8)
+    assert sidecar.model == ModelSpec("lightcnn9", 100, mfm_type="2/1", dropout=0.0)
+    assert sidecar.preprocess == Preprocess(mean=127.5)
+    if "untrained" in name:
+        assert sidecar.origin == {"kind": "initialised", "seed": 0,
+                                  "init": {"xavier_factor_type": "in", "xavier_magnitude": 3.0}}
+        assert sidecar.training is None
+    else:
+        assert sidecar.training.config["lr_step_epochs"] == "6" and sidecar.training.plateau["drops"] == 0
+        assert sidecar.training.metrics["val_accuracy"] == 0.58 and sidecar.training.optimizer_states_saved
+    assert sidecar.checksums == {}  # format 1 had none: its files load unverified
+
+
+def test_a_newer_or_unknown_sidecar_format_is_refused(tmp_path):
+    prefix = str(tmp_path / "m")
+    record = json.loads((FIXTURES / "sidecar_v1_trained.json").read_text())
+    for version, message in ((3, "written by a newer release of lightcnn"), ("2", "format '2' is unknown"),
+                             (None, "format None is unknown")):
+        (tmp_path / "m-0008.json").write_text(json.dumps(dict(record, format_version=version)))
+        with pytest.raises(CheckpointError, match=message):
+            checkpoint.read_sidecar(prefix, 8)
+    (tmp_path / "m-0008.json").write_text(json.dumps({"format_version": 2, "epoch": 8}))
+    with pytest.raises(CheckpointError, match="not a valid sidecar of format 2"):
+        checkpoint.read_sidecar(prefix, 8)
+
+
+def test_sidecar_round_trip_and_checksums(tmp_path):
+    net, trainer = _tiny_trained()
+    prefix = str(tmp_path / "m")
+    sidecar = Sidecar(SPEC, Preprocess(mean=127.5), epoch=2, classes="/x/classes.txt", origin={"kind": "trained"})
+    written = checkpoint.save(net, trainer, prefix, sidecar)
+    read = checkpoint.read_sidecar(prefix, 2)
+    assert read == written and set(read.checksums) == {"params", "states"}
+    assert read.checksums["params"] == checkpoint.sha256_of(checkpoint.params_path(prefix, 2))
 
 
 # --- whole runs (subprocesses, so a resume really is a new process) -----------------------------------------------
@@ -123,10 +172,10 @@ def test_run_writes_every_checkpoint_file(straight_run):
         for suffix in ("params", "states", "json"):
             assert f"m-{epoch:04d}.{suffix}" in names
     assert {"m-symbol.json", "m-metrics.csv", "m-curve.png", "worker.log"} <= names
-    sidecar = json.loads((straight_run / "m-0002.json").read_text())
-    assert sidecar["network"] == "lightcnn9" and sidecar["num_classes"] == 4 and sidecar["epoch"] == 2
-    assert sidecar["input_shape"] == [1, 128, 128]
-    assert sidecar["lr"] == pytest.approx(1e-4)  # --lr 1e-3 --lr-step-epochs 1: epoch index 1 runs at 1e-4
+    sidecar = checkpoint.read_sidecar(str(straight_run / "m"), 2)
+    assert sidecar.model == ModelSpec("lightcnn9", 4) and sidecar.epoch == 2
+    assert json.loads((straight_run / "m-0002.json").read_text())["input_shape"] == [1, 128, 128]
+    assert sidecar.training.lr == pytest.approx(1e-4)  # --lr 1e-3 --lr-step-epochs 1: epoch index 1 runs at 1e-4
     log = (straight_run / "worker.log").read_text()
     assert "Speed:" in log and "samples/sec" in log and "Epoch[1] Train-accuracy=" in log
     lines = (straight_run / "m-metrics.csv").read_text().splitlines()
@@ -162,9 +211,10 @@ def test_resume_of_another_network_or_missing_epoch_fails_before_training(tmp_pa
     run_worker(tmp_path, 1)
     sidecar = tmp_path / "m-0001.json"
     record = json.loads(sidecar.read_text())
-    sidecar.write_text(json.dumps(dict(record, num_classes=7)))
+    sidecar.write_text(json.dumps(dict(record, model=dict(record["model"], num_classes=7))))
     proc = run_worker(tmp_path, 2, "--load-epoch", "1", check=False)
-    assert proc.returncode != 0 and "num_classes=7" in proc.stderr
+    assert proc.returncode == 2 and "--num-classes: the checkpoint of epoch 1" in proc.stderr
+    assert "num_classes=7, this run asks for 4" in proc.stderr
     proc = run_worker(tmp_path, 3, "--load-epoch", "2", check=False)
     assert proc.returncode != 0 and "no checkpoint for epoch 2" in proc.stderr
 
@@ -179,14 +229,14 @@ def test_missing_gpu_is_a_clear_error_before_training(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "train_lightcnn.py"), "--benchmark", "1", "--gpus", "0",
                            "--model-prefix", str(tmp_path / "m")], env=_env(), capture_output=True, text=True,
                           timeout=120)
-    assert proc.returncode == 1 and "--gpus asks for GPU 0 but MXNet sees no GPU" in proc.stderr
+    assert proc.returncode == 2 and "--gpus: asks for GPU 0 but MXNet sees no GPU" in proc.stderr
     assert "Traceback" not in proc.stderr and not list(tmp_path.iterdir())
 
 
 @pytest.mark.dist
 def test_dist_sync_two_workers_on_loopback_end_identical(tmp_path):
     """One scheduler, one server, two workers on 127.0.0.1 (lightcnn.launch); each worker reads its own shard."""
-    from lightcnn.launch import launch
+    from lightcnn.training.launch import launch
     dist_dir = tmp_path / "dist"
     dist_dir.mkdir()
     command = [sys.executable, str(WORKER), str(dist_dir), "1", "--kv-store", "dist_sync"]
@@ -251,7 +301,7 @@ def test_verification_during_training_on_real_lfw_pairs(shared_data, tmp_path):
 def test_dist_sync_workers_that_drift_apart_stop_before_the_checkpoint(tmp_path):
     """Every epoch the dist_sync workers compare their weights with rank 0's; rank 1 nudges its fc weight after
     training, so both workers stop with an error naming it, and no checkpoint of that epoch is written."""
-    from lightcnn.launch import launch
+    from lightcnn.training.launch import launch
     command = [sys.executable, str(WORKER), str(tmp_path), "1", "--kv-store", "dist_sync", "--desync-rank", "1"]
     with open(tmp_path / "launch.log", "w") as log:
         codes = launch(command, num_workers=2, num_servers=1, port=_free_port(), timeout=240,
@@ -267,7 +317,7 @@ def test_dist_sync_workers_that_drift_apart_stop_before_the_checkpoint(tmp_path)
 def test_dist_sync_nan_on_one_worker_stops_every_worker(tmp_path):
     """A NaN in rank 1's data alone: both workers stop at that batch with the message (rank 0 does not wait forever
     for gradients rank 1 will never send), and no checkpoint is written."""
-    from lightcnn.launch import launch
+    from lightcnn.training.launch import launch
     command = [sys.executable, str(WORKER), str(tmp_path), "1", "--kv-store", "dist_sync", "--nan-at-batch", "1",
                "--nan-rank", "1"]
     with open(tmp_path / "launch.log", "w") as log:
@@ -296,7 +346,7 @@ def test_prune_keeps_the_newest_checkpoints_up_to_the_one_just_saved(tmp_path):
 def test_keep_checkpoints_leaves_only_the_last_epoch(tmp_path):
     run_worker(tmp_path, 2, "--keep-checkpoints", "1")
     assert sorted(p.name for p in tmp_path.glob("m-0*")) == ["m-0002.json", "m-0002.params", "m-0002.states"]
-    assert "Removed the checkpoints of epoch(s) 1 (--keep-checkpoints 1)" in (tmp_path / "worker.log").read_text()
+    assert "Removed the checkpoints of epoch(s) 1 (keeping the newest 1)" in (tmp_path / "worker.log").read_text()
 
 
 def test_server_schedule_follows_the_epoch_rule_in_server_updates():
@@ -314,7 +364,7 @@ def test_server_schedule_follows_the_epoch_rule_in_server_updates():
 def test_dist_async_trains_checkpoints_without_states_and_resumes(tmp_path):
     """dist_async: Gluon updates on the servers; rank 0's checkpoint says the optimizer states stayed there, and a
     resume from it continues (states afresh, said in the log)."""
-    from lightcnn.launch import launch
+    from lightcnn.training.launch import launch
     for epochs, extra in (("1", []), ("2", ["--load-epoch", "1"])):
         command = [sys.executable, str(WORKER), str(tmp_path), epochs, "--kv-store", "dist_async", *extra]
         with open(tmp_path / "launch.log", "w") as log:
@@ -323,5 +373,5 @@ def test_dist_async_trains_checkpoints_without_states_and_resumes(tmp_path):
         assert codes == [0, 0], (tmp_path / "launch.log").read_text()[-3000:]
     assert sorted(p.name for p in tmp_path.glob("m-0*")) == ["m-0001.json", "m-0001.params", "m-0002.json",
                                                            "m-0002.params"]
-    assert json.loads((tmp_path / "m-0002.json").read_text())["optimizer_states_saved"] is False
+    assert checkpoint.read_sidecar(str(tmp_path / "m"), 2).training.optimizer_states_saved is False
     assert "optimizer states start afresh on the servers" in (tmp_path / "launch.log").read_text()

@@ -1,5 +1,8 @@
 """lfw_eval.m in GNU Octave against lightcnn/verification.py: every figure to 1e-6, the same printed table."""
+import os
 import pathlib
+import shlex
+import shutil
 import subprocess
 
 import numpy as np
@@ -9,9 +12,15 @@ import scipy.io
 from lightcnn import lfw, verification as v
 from lightcnn.lfw import Pair
 
+from helpers.lfw_files import write_image_list, write_pair_label
+
 pytestmark = pytest.mark.octave
 
 MATLAB_DIR = pathlib.Path(__file__).resolve().parents[1] / "lfw_verification-matlab"
+README = MATLAB_DIR.parent / "README.md"
+# How this project runs octave-cli (the README, the demo, the tests): --no-history, or Octave 7 writes the command
+# history at exit and, where ~/.local/share is missing, ends every run with an error line (see the last tests).
+OCTAVE_ARGS = ("--no-gui", "--no-init-file", "--no-history")
 TEXT_KEYS = ("features", "pairs", "pair_format", "excluded")
 N_PEOPLE, PER_PERSON, DIM = 45, 8, 256
 
@@ -20,10 +29,10 @@ def matlab_string(s):
     return "'" + str(s).replace("'", "''") + "'"
 
 
-def run_octave(octave_cli, cwd, calls, check=True):
+def run_octave(octave_cli, cwd, calls, check=True, env=None):
     """Run lfw_eval calls (MATLAB source) in one octave-cli session; returns the CompletedProcess."""
     script = "addpath(%s); %s" % (matlab_string(MATLAB_DIR), " ".join(calls))
-    proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--eval", script], cwd=cwd,
+    proc = subprocess.run([octave_cli, *OCTAVE_ARGS, "--eval", script], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=120)
     if check:
         assert proc.returncode == 0, "octave failed:\n%s\n%s" % (proc.stdout, proc.stderr)
@@ -152,7 +161,7 @@ def test_view2_pairs_txt(octave_cli, synthetic):
 def test_no_arguments_in_a_folder_with_pair_label(octave_cli, synthetic, tmp_path, monkeypatch):
     # the original evaluator's setting: LFW_features.mat and pair.label in the current folder
     (tmp_path / "LFW_features.mat").write_bytes((synthetic["folder"] / "LFW_features.mat").read_bytes())
-    lfw.write_pair_label(synthetic["pairs"], tmp_path / "pair.label")
+    write_pair_label(synthetic["pairs"], tmp_path / "pair.label")
     proc = run_octave(octave_cli, tmp_path, ["r = lfw_eval();", "disp(r.n_pairs); disp(r.pair_format);"])
     assert proc.stdout.rstrip().endswith("300\npair.label")
     monkeypatch.chdir(tmp_path)
@@ -184,7 +193,7 @@ def test_view1_with_pca(octave_cli, synthetic, tmp_path):
 def test_exclude_missing(octave_cli, synthetic, tmp_path):
     pairs = list(synthetic["pairs"])
     pairs[33] = Pair(pairs[33].key1, "Ghost/Ghost_0001.jpg", True, 1)  # no such label
-    lfw.write_pair_label(pairs, tmp_path / "pair.label")
+    write_pair_label(pairs, tmp_path / "pair.label")
     missing = [key(3, 2), "/lfw_patch/" + key(20, 5)]  # listed by the extractor as having no image
     save_features(tmp_path / "feats.mat", synthetic["keys"], synthetic["data"], missing=missing)
     missing_keys = {"Ghost/Ghost_0001.jpg", key(3, 2), key(20, 5)}
@@ -205,7 +214,7 @@ def test_exclude_missing(octave_cli, synthetic, tmp_path):
 
 def test_real_pair_files(octave_cli, shared_data, tmp_path):
     # random features for the images present in lfw_gray144: 395 of pairs.txt's pairs lack one
-    keys = lfw.write_image_list(shared_data / "lfw_gray144", tmp_path / "images.txt")
+    keys = write_image_list(shared_data / "lfw_gray144", tmp_path / "images.txt")
     rng = np.random.default_rng(3)
     save_features(tmp_path / "f.mat", keys, rng.normal(size=(len(keys), 8)))
     lfw_dir = shared_data / "lfw"
@@ -227,15 +236,81 @@ def test_malformed_pair_files_name_the_line(octave_cli, tmp_path):
         "pair.label": ("1 A/A_0001.jpg A/A_0002.jpg\r\n2 A/A_0001.jpg B/B_0001.jpg\r\n", 2),
         "keys.label": ("1 A/A_0001.jpg A/A_0002.jpg\n0 A/A_0001.jpg B_0001.jpg\n", 2),
     }
+    save_features(tmp_path / "f.mat", ["A/A_0001.jpg", "A/A_0002.jpg"], np.eye(2, 3))
     calls = []
     for name, (text, _) in files.items():
         (tmp_path / name).write_bytes(text.encode())
         with pytest.raises(lfw.PairFileError):  # the Python reader refuses them too
             lfw.read_pairs(tmp_path / name)
-        calls.append("try\n lfw_read_pairs(%s); disp('accepted');\ncatch err\n disp(err.message);\nend\n"
+        # the pair reader is private to lfw_eval (lfw_verification-matlab/private/): reached through it
+        calls.append("try\n lfw_eval('f.mat', %s, 'out'); disp('accepted');\ncatch err\n disp(err.message);\nend\n"
                      % matlab_string(name))
     proc = run_octave(octave_cli, tmp_path, calls)
     messages = proc.stdout.strip().split("\n")
     assert len(messages) == len(files)
     for message, (name, (_, line)) in zip(messages, files.items()):
         assert message.startswith("%s:%d: " % (name, line)), message
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# a clean exit: Octave 7 saves its command history at exit, --eval runs included, in ~/.local/share/octave/history
+# (under $XDG_DATA_HOME when set); where ~/.local/share does not exist it cannot create that folder and every run
+# ends with "error: ignoring const execution_exception& while preparing to exit" on stderr, success or not
+
+def fresh_home(tmp_path):
+    """The environment of an account whose home has no ~/.local/share (a new user, a container, CI)."""
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env = {k: val for k, val in os.environ.items() if k not in ("XDG_DATA_HOME", "OCTAVE_HISTFILE")}
+    env["HOME"] = str(home)
+    return env
+
+
+def test_runs_end_without_an_exit_error(octave_cli, synthetic, tmp_path):
+    env = fresh_home(tmp_path)
+    features = synthetic["folder"] / "LFW_features.mat"
+    ok = run_octave(octave_cli, tmp_path, [lfw_eval_call(features, synthetic["folder"] / "pairs.txt", "out")],
+                    env=env)
+    assert ok.stdout.rstrip().endswith("wrote out/lfw_results.json and out/lfw_roc.png")
+    assert "execution_exception" not in ok.stderr
+    assert not [line for line in ok.stderr.splitlines() if line.startswith("error:")], ok.stderr
+
+    (tmp_path / "bad.txt").write_text("2\t1\nA\t1\t2\nA\t1\tB\t1\nC\t1\tD\t1\nC\t1\t2\n")
+    bad = run_octave(octave_cli, tmp_path, [lfw_eval_call(features, "bad.txt", "out_bad")], check=False, env=env)
+    assert bad.returncode != 0
+    assert "error: bad.txt:4: expected a matched pair 'Name i j', got 'C\t1\tD\t1'" in bad.stderr
+    assert "execution_exception" not in bad.stderr
+    assert not (tmp_path / "out_bad").exists()
+
+
+def readme_lfw_commands():
+    """The lines of README.md's 'Evaluate on LFW' code block that run lfw_eval: (MATLAB/Octave prompt, shell)."""
+    section = README.read_text().split("\n## Evaluate on LFW\n", 1)[1]
+    block = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    prompt = [line for line in block.splitlines() if line.startswith("lfw_eval")]
+    shell = [line for line in block.splitlines() if line.startswith("octave-cli ")]
+    assert len(prompt) == 1 and len(shell) == 1, block
+    return prompt[0], shell[0]
+
+
+def test_readme_octave_lines(octave_cli, synthetic, tmp_path, monkeypatch):
+    # as the README says: in lfw_verification-matlab/ (a copy) with LFW_features.mat and pairs.txt beside it
+    folder = tmp_path / "lfw_verification-matlab"
+    shutil.copytree(MATLAB_DIR, folder)
+    for name in ("LFW_features.mat", "pairs.txt"):
+        shutil.copy(synthetic["folder"] / name, folder / name)
+    monkeypatch.chdir(folder)
+    _, printed = python_run("LFW_features.mat", "pairs.txt", "results")
+    prompt, shell = readme_lfw_commands()
+    argv = shlex.split(shell)
+    env = fresh_home(tmp_path)
+    runs = [subprocess.run([octave_cli, *argv[1:]], cwd=folder, env=env, capture_output=True, text=True,
+                           timeout=120)]
+    # the prompt line typed into Octave (run here through --eval, as Octave's prompt would run it)
+    runs.append(subprocess.run([octave_cli, *OCTAVE_ARGS, "--eval", prompt], cwd=folder, env=env,
+                               capture_output=True, text=True, timeout=120))
+    for line, proc in zip((shell, prompt), runs):
+        assert proc.returncode == 0, (line, proc.stderr)
+        assert "execution_exception" not in proc.stderr, line
+        # the table and the closing line, not also the returned struct ('ans = ...', thousands of lines)
+        assert printed_report(proc.stdout) == printed_report(printed), line

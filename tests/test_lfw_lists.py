@@ -6,6 +6,8 @@ import pytest
 from lightcnn import lfw
 from lightcnn.lfw import Pair
 
+from helpers.lfw_files import write_image_list, write_pair_label
+
 
 def fold_counts(pairs):
     return collections.Counter((p.fold, p.is_same) for p in pairs)
@@ -71,7 +73,7 @@ def test_view1_dev_train(shared_data):
 def test_round_trip_real_files(shared_data, tmp_path):
     original = shared_data / "lfw" / "pairs.txt"
     pairs = lfw.read_pairs(original)
-    lfw.write_pair_label(pairs, tmp_path / "pair.label")
+    write_pair_label(pairs, tmp_path / "pair.label")
     assert (tmp_path / "pair.label").read_bytes() == (shared_data / "lfw" / "pair.label").read_bytes()
     again = lfw.read_pairs(tmp_path / "pair.label")
     assert again == pairs
@@ -79,7 +81,7 @@ def test_round_trip_real_files(shared_data, tmp_path):
     assert (tmp_path / "pairs.txt").read_bytes() == original.read_bytes()
 
     dev = lfw.read_pairs(shared_data / "lfw" / "pairsDevTest.txt")
-    lfw.write_pair_label(dev, tmp_path / "dev.label")
+    write_pair_label(dev, tmp_path / "dev.label")
     assert lfw.read_pairs(tmp_path / "dev.label") == dev  # not 10 blocks -> stratified again, same folds
     lfw.write_pairs_txt(dev, tmp_path / "dev.txt")
     assert (tmp_path / "dev.txt").read_bytes() == (shared_data / "lfw" / "pairsDevTest.txt").read_bytes()
@@ -114,7 +116,7 @@ def test_write_image_list(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(b"")
     (root / "stray.jpg").write_bytes(b"")  # not inside a <Name> folder
-    keys = lfw.write_image_list(root, tmp_path / "list.txt")
+    keys = write_image_list(root, tmp_path / "list.txt")
     assert keys == ["Al/Al_0001.png", "Bob/Bob_0001.JPG", "Bob/Bob_0002.jpg", "s1/1.pgm"]
     assert lfw.read_image_list(tmp_path / "list.txt") == keys
 
@@ -133,7 +135,7 @@ def test_synthetic_round_trip(tmp_path):
     lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
     assert (tmp_path / "pairs.txt").read_text().splitlines()[:2] == ["10\t3", "P0_0\t1\t2"]
     assert lfw.read_pairs_with_format(tmp_path / "pairs.txt") == (pairs, lfw.VIEW2)
-    lfw.write_pair_label(pairs, tmp_path / "pair.label")
+    write_pair_label(pairs, tmp_path / "pair.label")
     assert lfw.read_pairs_with_format(tmp_path / "pair.label") == (pairs, lfw.PAIR_LABEL)
     # CRLF and blank lines change nothing
     text = (tmp_path / "pairs.txt").read_text()

@@ -4,12 +4,11 @@ import math
 import numpy as np
 import pytest
 
-import lightcnn  # noqa: F401
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn.init import LightCNNInit, xavier_bound
-from lightcnn.model import MFMConv, MFMDense, get_model, max_feature_map, model_names
+from lightcnn import init
+from lightcnn.model import MFMConv, MFMDense, ModelSpec, get_model, max_feature_map, model_names
 
 NUM_CLASSES = 10
 
@@ -26,7 +25,7 @@ def nets():
     for name in model_names():
         mx.random.seed(0)
         net = get_model(name, NUM_CLASSES)
-        net.initialize(LightCNNInit())
+        net.initialize(init.xavier())
         net(mx.nd.zeros((1, 1, 128, 128)))
         built[name] = net
     return built
@@ -73,7 +72,7 @@ def test_pool_before_mfm_equals_mfm_before_pool():
     x = _random((2, 3, 17, 17), seed=2)  # odd size: exercises the ceil-mode edge windows too
     fast = MFMConv(8, 3, padding=1, pool="max", pool_first=True)
     slow = MFMConv(8, 3, padding=1, pool="max", pool_first=False)
-    fast.initialize(LightCNNInit())
+    fast.initialize(init.xavier())
     slow.initialize()
     fast(x)
     slow(x)
@@ -177,11 +176,18 @@ def test_mfm_3_2_option_builds_every_network():
 
 # --- initializer -------------------------------------------------------------------------------------------------
 
+def xavier_bound(shape, factor_type="avg", magnitude=3):
+    """The uniform Xavier limit sqrt(magnitude / fan) for a weight of this shape."""
+    receptive_field = math.prod(shape[2:])
+    fan_in, fan_out = shape[1] * receptive_field, shape[0] * receptive_field
+    return (magnitude / {"avg": (fan_in + fan_out) / 2.0, "in": fan_in, "out": fan_out}[factor_type]) ** 0.5
+
+
 @pytest.mark.parametrize("factor_type, magnitude", [("avg", 3), ("in", 3), ("out", 2)])
 def test_initializer_biases_and_xavier_bounds(factor_type, magnitude):
     mx.random.seed(1)
     net = get_model("lightcnn9", NUM_CLASSES)
-    net.initialize(LightCNNInit(factor_type=factor_type, magnitude=magnitude))
+    net.initialize(init.xavier(factor_type=factor_type, magnitude=magnitude))
     net(mx.nd.zeros((1, 1, 128, 128)))
     for name, param in net.collect_params().items():
         data = param.data().asnumpy()
@@ -193,16 +199,35 @@ def test_initializer_biases_and_xavier_bounds(factor_type, magnitude):
             assert np.abs(data).max() > 0.9 * bound  # uniform over the whole range, not a narrower one
 
 
-def test_xavier_bound_is_glorot():
-    # Glorot for a 3x3 conv 48->192: sqrt(6 / (fan_in + fan_out)) = sqrt(6 / (48*9 + 192*9))
-    assert math.isclose(xavier_bound((192, 48, 3, 3)), math.sqrt(6 / (48 * 9 + 192 * 9)))
-
-
 def test_initializer_rejects_bad_options():
     with pytest.raises(ValueError, match="factor type"):
-        LightCNNInit(factor_type="fan")
+        init.xavier(factor_type="fan")
     with pytest.raises(ValueError, match="magnitude"):
-        LightCNNInit(magnitude=0)
+        init.xavier(magnitude=0)
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_any_initializer_works_and_biases_start_at_the_recipes(name):
+    """The layers own their 0.1 biases, so Gluon users' first move works (it failed with a package-wide bias
+    initializer: "Xavier initializer cannot be applied to vector ..._bias")."""
+    net = get_model(name, NUM_CLASSES)
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 1, 128, 128)))
+    biases = {k: p.data().asnumpy() for k, p in net.collect_params().items() if k.endswith("bias")}
+    assert biases and all(np.all(b == np.float32(0.1)) for b in biases.values())
+    weights = [p.data().asnumpy() for k, p in net.collect_params().items() if k.endswith("weight")]
+    assert all(w.std() > 0 for w in weights)
+
+
+def test_model_spec_builds_its_network_and_round_trips():
+    spec = ModelSpec("LightCNN-9", 7, mfm_type="3/2", dropout=0.2)
+    assert spec.network == "lightcnn9" and ModelSpec.from_dict(spec.to_dict()) == spec
+    net = spec.build()
+    assert net.num_classes == 7 and net.dropout._rate == 0.2
+    for bad, message in (({"num_classes": 0}, "positive integer"), ({"mfm_type": "4/3"}, "MFM type"),
+                         ({"dropout": 1.5}, "dropout"), ({"network": "vgg"}, "valid names")):
+        with pytest.raises(ValueError, match=message):
+            ModelSpec(**{"network": "lightcnn9", "num_classes": 3, **bad})
 
 
 # --- export ------------------------------------------------------------------------------------------------------

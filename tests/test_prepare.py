@@ -5,11 +5,10 @@ import os
 import numpy as np
 import pytest
 
-import lightcnn  # noqa: F401
 import cv2
 import mxnet as mx
 
-from lightcnn import data, prepare
+from lightcnn import data, images, prepare
 from lightcnn.prepare import PrepareError, prepare_dataset
 
 
@@ -166,11 +165,11 @@ def test_colour_and_size_conversion_is_the_extractors(messy_root, tmp_path):
     assert np.abs(deep.astype(int) - noise(144, 144, 12)).mean() < 2.0
     for rel in ("alice/colour.jpg", "bob/0.pgm"):
         raw = (messy_root / rel).read_bytes()
-        gray, _ = data.decode_gray(raw)
-        expected = data.resize_square(gray, 144)
+        gray, _ = images.decode_gray(raw)
+        expected = images.resize_square(gray, 144)
         stored = records[rows[rel]]
         assert np.abs(stored.astype(int) - expected).mean() < 2.0  # only the JPEG q95 loss
-        assert data.load_eval_image(raw).shape == (1, 128, 128)
+        assert images.load_eval_image(raw).shape == (1, 128, 128)
 
 
 def test_one_image_identity_stays_in_train(tmp_path):

@@ -9,6 +9,8 @@ import scipy.io
 from lightcnn import lfw, verification as v
 from lightcnn.lfw import Pair
 
+from helpers.lfw_files import write_pair_label
+
 
 def ten_folds(pos_scores, neg_scores):
     """Scores, labels and folds: fold k holds pos_scores[k] (a list) and neg_scores[k]."""
@@ -298,7 +300,7 @@ def test_cli_writes_png_json_and_table(tmp_path, capsys):
 def test_cli_missing_and_exclude(tmp_path, capsys):
     features, pairs = make_features(), make_pairs()
     save_mat(tmp_path / "f.mat", features, missing=["Person_01/Person_01_0001.jpg"])
-    lfw.write_pair_label(pairs, tmp_path / "pair.label")
+    write_pair_label(pairs, tmp_path / "pair.label")
     args = ["--features", str(tmp_path / "f.mat"), "--pairs", str(tmp_path / "pair.label"),
             "--out-dir", str(tmp_path / "out")]
     n_lost = sum("Person_01/Person_01_0001.jpg" in (p.key1, p.key2) for p in pairs)

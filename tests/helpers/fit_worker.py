@@ -1,6 +1,6 @@
-"""A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.fit.
+"""A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.training.fit.
 
-    python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--parts P --part I]
+    python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
 Each part of the data is different, so workers of a dist job see different shards.
@@ -11,11 +11,11 @@ import sys
 
 import numpy as np
 
-import lightcnn  # noqa: F401
 import mxnet as mx
 
-from lightcnn import fit as lc_fit
-import train_lightcnn
+from lightcnn import cli
+from lightcnn.training import TrainConfig, TrainingData, fit
+from lightcnn.training.distributed import DistributedStore
 
 NUM_CLASSES = 4
 IMAGES = 16
@@ -39,17 +39,16 @@ def main():
     parser.add_argument("--nan-at-batch", type=int, default=None, help="put NaN into the data of this batch")
     parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--keep-checkpoints", default="0")
+    parser.add_argument("--keep-checkpoints", type=int, default=0)
+    parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
     opts = parser.parse_args()
-    args = train_lightcnn.build_parser().parse_args([
-        "--network", "lightcnn9", "--benchmark", "1", "--batch-size", str(opts.batch_size),
-        "--num-epochs", str(opts.epochs), "--lr", "1e-3", "--lr-step-epochs", "1", "--seed", "7",
-        "--kv-store", opts.kv_store, "--model-prefix", os.path.join(opts.out_dir, "m"), "--disp-batches", "1",
-        "--keep-checkpoints", opts.keep_checkpoints]
-        + (["--load-epoch", str(opts.load_epoch)] if opts.load_epoch else []))
-    logger = lc_fit.setup_logging(os.path.join(opts.out_dir, "worker.log"))
+    config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
+                         lr=1e-3, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store,
+                         model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
+                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch)
+    logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
         data, labels = shard(part_index if opts.part is None else opts.part)
@@ -60,7 +59,7 @@ def main():
         return mx.io.NDArrayIter(data, labels[order], batch_size)
 
     if opts.desync_rank is not None:
-        check_in_sync = lc_fit.DistributedStore.check_in_sync
+        check_in_sync = DistributedStore.check_in_sync
 
         def nudge_then_check(store, net, epoch):
             if store.rank == opts.desync_rank:
@@ -68,11 +67,16 @@ def main():
                 weight.set_data(weight.data() * 1.0001)
             return check_in_sync(store, net, epoch)
 
-        lc_fit.DistributedStore.check_in_sync = nudge_then_check
+        DistributedStore.check_in_sync = nudge_then_check
 
-    result = lc_fit.fit(args, make_train_iter, None, NUM_CLASSES, logger=logger)
-    result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
-    return 0
+    def body(_):
+        result = fit(config, TrainingData(make_train_iter, NUM_CLASSES), logger=logger,
+                     ctxs=[mx.cpu(i) for i in range(opts.cpus)])
+        result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
+
+    from lightcnn.training import TrainingError
+    from lightcnn.training.distributed import DistributedError
+    return cli.run(body, [], failures=(TrainingError, DistributedError))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""A deterministic synthetic face dataset: the built-in data of ``python -m lightcnn.demo``.
+"""A deterministic synthetic face dataset: the built-in data of ``python -m lightcnn.tools.demo``.
 
-    python -m lightcnn.synthetic_faces --out FACES [--train-identities 100] [--verify-identities 40]
+    python -m lightcnn.tools.synthetic_faces --out FACES [--train-identities 100] [--verify-identities 40]
         [--images-per-identity 8] [--pairs-per-fold 30] [--seed 0] [--difficulty 1.0]
 
 writes LFW-style ``FACES/<Name>/<Name>_NNNN.jpg`` (gray 144x144, numbered from 1), a ``pairs.txt`` in the official
@@ -24,9 +24,8 @@ little more than a random projection of them) confuse people:
   contrast); the background (level and texture); blur and sensor noise; JPEG.
 
 ``difficulty`` scales every per-image variation (0 gives one frontal neutral image per identity repeated with
-faint noise only). The default, 1.0, was set by measurement: on the 600 demo pairs, raw-pixel cosine scores
-56.5% (10-fold accuracy) and the untrained LightCNN-9 60.8%, while 8 epochs of training on the CPU reach 84.3%
-(the ranges were 1/0.7 times wider at first: 52% / 55% / 74% with the same compute).
+faint noise only). The default, 1.0, was set by measurement (README, "Demo"): hard enough that raw pixels and the
+untrained network stay near chance on the demo's pairs, easy enough that 8 epochs on a CPU clearly beat both.
 
 Training identities and verification identities are disjoint: identities ``0 .. T-1`` are for training,
 ``T .. T+V-1`` only appear in ``pairs.txt``. The pair folds are disjoint in identities too, as LFW's View 2 folds
@@ -50,9 +49,10 @@ import time
 import cv2
 import numpy as np
 
-from lightcnn import lfw
+from lightcnn import files, lfw
+from lightcnn.images import STORED_SIZE
 
-IMAGE_SIZE = 144
+IMAGE_SIZE = STORED_SIZE
 _SS = 2  # faces are drawn at twice the size and filtered down: smooth edges without per-shape anti-aliasing
 _SHIFT = 4  # sub-pixel precision of cv2's drawing (coordinates in 1/16 pixel)
 _CENTER = (72.0, 76.0)  # head centre in the 144x144 frame; the 128x128 centre crop keeps the whole face
@@ -321,11 +321,6 @@ def render(p, v):
     return np.clip(np.round(img), 0, 255).astype(np.uint8)
 
 
-def make_image(seed, index, image, difficulty=1.0):
-    """Image ``image`` (0-based) of identity ``index``, as a 144x144 uint8 array."""
-    return render(identity_params(seed, index), image_params(seed, index, image, difficulty))
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Pairs
 
@@ -443,10 +438,7 @@ def generate(out, options=Options(), force=False, log=None):
         "pairs": PAIRS_FILE,
         "seconds": round(time.time() - started, 2),
     }
-    with open(manifest_path + ".tmp", "w", encoding="utf-8") as f:
-        json.dump(manifest, f, indent=1)
-        f.write("\n")
-    os.replace(manifest_path + ".tmp", manifest_path)
+    files.write_json(manifest_path, manifest)
     if log:
         log(f"[synthetic] {manifest['num_images']} images of {total} identities "
             f"({options.train_identities} for training, {options.verify_identities} for verification), "
@@ -455,7 +447,7 @@ def generate(out, options=Options(), force=False, log=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.synthetic_faces",
+    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.synthetic_faces",
                                      description="Generate the demo's synthetic faces and their pairs.txt.")
     parser.add_argument("--out", required=True, help="output folder (identity folders, pairs.txt, manifest.json)")
     d = Options()

@@ -1,11 +1,11 @@
 """How fast the training input pipeline decodes and augments, in images/s.
 
-    python -m lightcnn.bench_data --rec X.rec [--batch-size 64] [--seconds 10] [--json OUT.json]
-    python -m lightcnn.bench_data [--root FACES]      # packs FACES (default ../shared/data/orl_faces) first
+    python -m lightcnn.tools.bench_data --rec X.rec [--batch-size 64] [--seconds 10] [--json OUT.json]
+    python -m lightcnn.tools.bench_data [--root FACES]      # packs FACES (default ../shared/data/orl_faces) first
 
 Reads ``train_iter`` batches (random crop + mirror, shuffled; a new iterator per pass, seeded by the pass, as the
 training loop does) for ``--seconds`` in each of MXNet's two iterator variants, and prints the rates and a JSON
-line (also written to ``--json``). Compare with the network's training speed (``python -m lightcnn.bench``): the
+line (also written to ``--json``). Compare with the network's training speed (``python -m lightcnn.tools.bench_model``): the
 pipeline must never be the bottleneck.
 """
 from __future__ import annotations
@@ -21,14 +21,15 @@ import time
 
 import numpy as np
 
-import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS before mxnet is imported)
 import cv2
 import mxnet as mx
 
 from lightcnn import data
+from lightcnn.images import Preprocess
 from lightcnn.prepare import prepare_dataset
+from lightcnn.tools.pipeline import SHARED_DATA
 
-DEFAULT_ROOT = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "orl_faces"
+DEFAULT_ROOT = pathlib.Path(SHARED_DATA) / "orl_faces"
 
 
 def measure(rec, batch_size, seconds, preprocess, nthreads, prefetch, seed=0):
@@ -81,7 +82,7 @@ def enlarge(rec, out_rec, min_records):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.bench_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.bench_data", description=__doc__.split("\n")[0])
     parser.add_argument("--rec", help="training .rec (with .idx); default: pack --root into a temporary folder")
     parser.add_argument("--root", help=f"faces to pack when --rec is not given (default {DEFAULT_ROOT}, or "
                                        f"synthetic images where it is absent)")
@@ -96,7 +97,7 @@ def main(argv=None):
     parser.add_argument("--json", help="also write the result to this file")
     args = parser.parse_args(argv)
 
-    preprocess = data.Preprocess()
+    preprocess = Preprocess()
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:
         rec, source = args.rec, args.rec
         if rec is None:

@@ -1,20 +1,19 @@
 """Model benchmark: inference and training images/s, GFLOP per image, and % of the machine's practical peak.
 
-    python -m lightcnn.bench --network lightcnn9 --batch-size 64 [--gpus 0] [--json bench.json]
+    python -m lightcnn.tools.bench_model --network lightcnn9 --batch-size 64 [--gpus 0] [--json bench.json]
 
 The peak is measured in the same run, by the best of large float32 matrix products (MXNet's dot and its oneDNN
 FullyConnected), so the percentages compare like with like on a noisy machine.
 """
 import argparse
-import json
+import os
 import time
 
-import lightcnn  # noqa: F401  (sets the OpenMP thread count before mxnet loads)
 import mxnet as mx
 from mxnet import autograd, gluon
 
+from lightcnn import files, init
 from lightcnn.devices import contexts_from_gpus
-from lightcnn.init import LightCNNInit
 from lightcnn.model import get_model, model_names
 
 
@@ -76,7 +75,7 @@ def matmul_peak_gflops(ctx, n=2048, seconds=3.0):
 def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_classes=1000, warmup=3):
     ctx = ctx or mx.cpu()
     net = get_model(network, num_classes)
-    net.initialize(LightCNNInit(), ctx=mx.cpu())
+    net.initialize(init.xavier(), ctx=mx.cpu())
     gflop = forward_gflop(net, net.input_shape)
     net.collect_params().reset_ctx(ctx)
     net.hybridize(static_alloc=True, static_shape=True)
@@ -106,7 +105,7 @@ def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_cl
     peak, peaks = matmul_peak_gflops(ctx)
     return {
         "network": network, "batch_size": batch_size, "context": str(ctx),
-        "omp_num_threads": int(lightcnn.os.environ.get("OMP_NUM_THREADS", "0")),
+        "omp_num_threads": int(os.environ.get("OMP_NUM_THREADS", "0")),
         "gflop_per_image": gflop,
         "inference_images_per_s": infer_ips, "training_images_per_s": train_ips,
         "peak_gflops": peak, "peak_by_kernel": peaks,
@@ -142,8 +141,7 @@ def main(argv=None):
 
 def write_json(results, path):
     """The benchmarks' machine-readable output, beside the printed table."""
-    with open(path, "w") as f:
-        json.dump(results, f, indent=2)
+    files.write_json(path, results, indent=2)
     print(f"wrote {path}")
 
 

@@ -1,6 +1,6 @@
 """Extraction benchmark: images/s of the extractor on real faces against the network's raw inference rate.
 
-    python -m lightcnn.bench_extract [--network lightcnn9 lightcnn29] [--batch-size 64] [--num-images 512]
+    python -m lightcnn.tools.bench_extract [--network lightcnn9 lightcnn29] [--batch-size 64] [--num-images 512]
                                      [--data ../shared/data/lfw_gray144] [--gpus 0] [--json bench_extract.json]
 
 For each network a randomly initialised checkpoint is saved and loaded the way extract_features.py loads it
@@ -21,18 +21,17 @@ import random
 import tempfile
 import time
 
-import lightcnn  # noqa: F401  (sets the OpenMP thread count before mxnet loads)
 import mxnet as mx
 
-from lightcnn import checkpoint, extract
-from lightcnn.bench import write_json
-from lightcnn.data import Preprocess, load_eval_image
+from lightcnn import checkpoint, extract, init
 from lightcnn.devices import contexts_from_gpus
-from lightcnn.init import LightCNNInit
-from lightcnn.model import get_model, model_names
+from lightcnn.embedding import load_checkpoint_embedding
+from lightcnn.images import Preprocess, load_eval_image
+from lightcnn.model import ModelSpec, model_names
+from lightcnn.tools.bench_model import write_json
+from lightcnn.tools.pipeline import SHARED_DATA
 
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir, "shared", "data",
-                            "lfw_gray144")
+DEFAULT_DATA = os.path.join(SHARED_DATA, "lfw_gray144")
 
 
 def sample_images(root, num_images, seed=0):
@@ -44,14 +43,15 @@ def sample_images(root, num_images, seed=0):
 
 
 def random_checkpoint(network, folder, preprocess):
-    net = get_model(network, 1000)
-    net.initialize(LightCNNInit())
+    """A randomly initialised checkpoint (speed does not depend on the weights)."""
+    spec = ModelSpec(network, 1000)
+    net = spec.build()
+    net.initialize(init.xavier())
     net.hybridize()
     net(mx.nd.zeros((1,) + net.input_shape))
     prefix = os.path.join(folder, network)
-    checkpoint.save_checkpoint(net, None, prefix, 1, {"network": network, "num_classes": 1000, "model_options": {},
-                                                      "input_shape": list(net.input_shape),
-                                                      "preprocess": preprocess.to_dict()})
+    checkpoint.save(net, None, prefix, checkpoint.Sidecar(model=spec, preprocess=preprocess, epoch=1,
+                                                          origin={"kind": "initialised"}))
     return prefix
 
 
@@ -87,7 +87,7 @@ def benchmark(network, paths, batch_size=64, ctxs=None, repeats=2, folder=None):
     ctxs = ctxs or [mx.cpu()]
     preprocess = Preprocess()
     prefix = random_checkpoint(network, folder, preprocess)
-    net, preprocess, _ = extract.load_checkpoint_embedding(prefix, ctx=ctxs)
+    net, preprocess, _ = load_checkpoint_embedding(prefix, ctx=ctxs)
     num_batches = -(-len(paths) // batch_size)
     # warm-up: graph construction, memory planning, oneDNN kernel selection, page cache
     raw_rate(net, batch_size, 2, ctxs)
@@ -130,7 +130,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=extract.DEFAULT_BATCH_SIZE)
     parser.add_argument("--num-images", type=int, default=512, help="real faces extracted per run")
     parser.add_argument("--repeats", type=int, default=3, help="alternating raw/extraction runs; the best counts")
-    parser.add_argument("--data", default=os.path.normpath(DEFAULT_DATA), help="an LFW-style image folder")
+    parser.add_argument("--data", default=DEFAULT_DATA, help="an LFW-style image folder")
     parser.add_argument("--gpus", default="", help="e.g. '0'; empty means CPU")
     parser.add_argument("--json", default="bench_extract.json", help="where to write the results")
     args = parser.parse_args(argv)

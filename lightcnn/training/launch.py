@@ -1,10 +1,10 @@
 """Start MXNet's parameter-server job (scheduler, servers, workers) for dist_sync / dist_async training.
 
     # two workers and one server on this machine (loopback only)
-    python -m lightcnn.launch -n 2 -s 1 -- python train_lightcnn.py --kv-store dist_sync ...
+    python -m lightcnn.training.launch -n 2 -s 1 -- python train_lightcnn.py --kv-store dist_sync ...
 
     # several machines over ssh: workers and servers round-robin over the hosts, the scheduler here
-    python -m lightcnn.launch -n 4 -s 2 --hostfile hosts.txt --scheduler-ip 10.0.0.1 -- \
+    python -m lightcnn.training.launch -n 4 -s 2 --hostfile hosts.txt --scheduler-ip 10.0.0.1 -- \
         python train_lightcnn.py --kv-store dist_sync ...
 
 MXNet's shipped tools/launch.py does the same job but breaks on Python >= 3.9 (Thread.isAlive) and advertises the

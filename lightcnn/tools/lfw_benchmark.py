@@ -1,9 +1,8 @@
-"""LightCNN-9 trained on LFW itself, verified on people it never saw: the real-face benchmark.
+"""LightCNN-9 trained on LFW itself, verified on people it never saw: the real-face benchmark (``make lfw``).
 
-It trains 12 epochs of 6,506 images: 63 minutes of training (64.5 in all) on the 2-core machine this was measured on.
-A benchmark, not a test.
+About an hour of training on a 2-core CPU (the README has the measured time and figures): a benchmark, not a test.
 
-    python -m lightcnn.lfw_benchmark [--lfw-root ../shared/data/lfw_gray144] [--pairs-dir ../shared/data/lfw]
+    python -m lightcnn.tools.lfw_benchmark [--lfw-root ../shared/data/lfw_gray144] [--pairs-dir ../shared/data/lfw]
         [--out lfw_output] [--epochs 12] [--lr-step-epochs 8,11] ...
 
 1. training identities: every LFW identity with at least 2 images that does not appear in View 1
@@ -15,25 +14,26 @@ A benchmark, not a test.
    - View 2 unseen: the ``pairs.txt`` pairs whose two identities were not trained on, in their own folds;
    pairs with a missing image are left out, counted and listed (``OUT/eval/<set>/<features>/missing_pairs.txt``).
 
-The defaults are the recipe measured here (README "Measured figures": DevTest 80.2% against 59.4% for raw pixels):
-REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), shortened to 12 epochs with the rate
-x0.1 at epochs 8 and 11, with Caffe's xavier and centred inputs (validation accuracy 14.5% after the first epoch,
-where REFERENCE.md saw only the class prior learned for 7 epochs). REFERENCE.md's own run (Glorot init, raw inputs, 22 epochs, steps 15,20: 82.4% on DevTest in 43
-minutes at 56 img/s) is ``--epochs 22 --lr-step-epochs 15,20 --xavier-factor-type avg --mean 0``.
+The defaults are REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), shortened to 12
+epochs with the rate x0.1 at epochs 8 and 11, with Caffe's xavier and centred inputs, which start learning in the
+first epoch where the calibration run's Glorot init and raw inputs learned only the class prior for several.
+REFERENCE.md's own run is ``--epochs 22 --lr-step-epochs 15,20 --xavier-factor-type avg --mean 0``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 
-import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS, inherited by every step)
-from lightcnn import demo, lfw
+from lightcnn import cli, files, init, lfw
 from lightcnn import verification as v
+from lightcnn.checkpoint import read_sidecar
+from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pct,
+                                     pack_identities, pair_identities, pair_images, train_command,
+                                     training_identities, write_pixel_features)
 
-SHARED_DATA = os.path.join(os.path.dirname(demo.PROJECT_ROOT), "shared", "data")
+RUN_FOLDERS = ("data", "model", "features", "eval", "logs")
 
 
 def unseen_pairs(pairs, trained):
@@ -64,8 +64,8 @@ def format_table(results, n_identities):
     for (set_name, feature_name), r in results.items():
         lines.append("%-14s %-9s %-22s %18s %8.4f %8s %11s %12s" % (
             set_name, feature_name, f"{r['n_pairs']} ({r['n_matched']}+{r['n_mismatched']})/{r['n_listed']}",
-            f"{demo._pct(r['accuracy_mean'])} +- {100 * r['accuracy_std']:.2f}", r["auc"], demo._pct(r["eer"]),
-            demo._pct(r["tpr_at_far_1pct"]), demo._pct(r["tpr_at_far_0_1pct"])))
+            f"{pct(r['accuracy_mean'])} +- {100 * r['accuracy_std']:.2f}", r["auc"], pct(r["eer"]),
+            pct(r["tpr_at_far_1pct"]), pct(r["tpr_at_far_0_1pct"])))
     lines += ["", "pairs with a missing image were left out; they are listed in eval/*/*/missing_pairs.txt",
               "View 2 unseen keeps far more mismatched than matched pairs (a matched pair needs an identity with 2+",
               "images, and those were trained on unless in DevTest): read its AUC and EER before its accuracy",
@@ -75,8 +75,8 @@ def format_table(results, n_identities):
 
 def run(args):
     out = os.path.abspath(args.out)
-    demo._claim_output(out)
-    steps = demo.Steps(out, quiet=args.quiet)
+    claim_output(out, RUN_FOLDERS)
+    steps = Steps(out, quiet=args.quiet)
     python = sys.executable
     started = time.time()
     root = os.path.abspath(args.lfw_root)
@@ -84,49 +84,31 @@ def run(args):
     view2_path = os.path.join(args.pairs_dir, "pairs.txt")
     for path in (root, dev_test_path, view2_path):
         if not os.path.exists(path):
-            raise demo.DemoError(f"not found: {path}")
+            raise PipelineError(f"not found: {path}")
 
     t = steps.begin("data", f"LFW under {root}; held out: the identities of {dev_test_path}")
     dev_test = lfw.read_pairs(dev_test_path)
     view2 = lfw.read_pairs(view2_path)
-    train_names, _ = demo.training_identities(root, demo.pair_identities(dev_test), args.min_images)
+    train_names, _ = training_identities(root, pair_identities(dev_test), args.min_images)
     view2_unseen = unseen_pairs(view2, train_names)
-    keys = sorted(set(demo.pair_images(dev_test)) | set(demo.pair_images(view2_unseen)))
-    data_dir = os.path.join(out, "data")
-    os.makedirs(data_dir, exist_ok=True)
-    identity_list = os.path.join(data_dir, "train_identities.txt")
+    keys = sorted(set(pair_images(dev_test)) | set(pair_images(view2_unseen)))
     image_list = os.path.join(out, "eval_images.txt")
-    demo.write_lines(identity_list, train_names)
-    demo.write_lines(image_list, keys)
+    files.write_lines(image_list, keys)
     steps.say(f"{len(train_names)} training identities (>= {args.min_images} images, none in DevTest); DevTest "
               f"{len(dev_test)} pairs; View 2: {len(view2_unseen)} of {len(view2)} pairs have two untrained "
               f"identities; {len(keys)} images to extract")
     steps.end("data", t)
 
     if len(train_names) < 2:
-        raise demo.DemoError(f"{len(train_names)} training identities under {root}: at least 2 are needed")
-    t = steps.begin("prepare", "pack the training identities (lightcnn.prepare)")
-    steps.run("prepare", [python, "-m", "lightcnn.prepare", "--root", root, "--out", data_dir, "--identity-list",
-                          identity_list, "--val-fraction", str(args.val_fraction), "--seed", str(args.seed),
-                          "--force"])
-    with open(os.path.join(data_dir, "summary.json"), encoding="utf-8") as f:
-        summary = json.load(f)
+        raise PipelineError(f"{len(train_names)} training identities under {root}: at least 2 are needed")
+    data_dir, _, summary = pack_identities(steps, root, out, train_names, args.val_fraction, args.seed)
     n_train, n_val = summary["train"]["images"], summary["val"]["images"]
-    steps.end("prepare", t)
 
-    prefix = os.path.join(out, "model", demo.NETWORK)
+    prefix = os.path.join(out, "model", NETWORK)
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs on {n_train} images (about an hour on 2 cores)")
-    command = [python, demo.TRAIN_SCRIPT, "--network", demo.NETWORK,
-               "--data-train", os.path.join(data_dir, "train.rec"), "--num-epochs", str(args.epochs),
-               "--batch-size", str(min(args.batch_size, n_train)), "--optimizer", "adam",
-               "--lr", f"{args.lr:g}", "--lr-step-epochs", args.lr_step_epochs, "--wd", f"{args.wd:g}",
-               "--mean", f"{args.mean:g}", "--xavier-factor-type", args.xavier_factor_type,
-               "--seed", str(args.seed), "--model-prefix", prefix, "--disp-batches", str(args.disp_batches),
-               "--keep-checkpoints", "1"]
-    if n_val:
-        command += ["--data-val", os.path.join(data_dir, "val.rec")]
-    if args.dropout is not None:
-        command += ["--dropout", f"{args.dropout:g}"]
+    command = train_command(data_dir, prefix, args.epochs, min(args.batch_size, n_train), args.lr,
+                            args.lr_step_epochs, args.mean, args.xavier_factor_type, args.seed, args.disp_batches,
+                            has_val=n_val > 0, wd=args.wd, dropout=args.dropout)
     steps.run("train", command)
     steps.end("train", t)
 
@@ -134,13 +116,11 @@ def run(args):
     features_dir = os.path.join(out, "features")
     os.makedirs(features_dir, exist_ok=True)
     mats = {"trained": os.path.join(features_dir, "trained.mat"), "pixels": os.path.join(features_dir, "pixels.mat")}
-    steps.run("extract", [python, demo.EXTRACT_SCRIPT, "--model-prefix", prefix, "--epoch", str(args.epochs),
+    steps.run("extract", [python, EXTRACT_SCRIPT, "--model-prefix", prefix, "--epoch", str(args.epochs),
                           "--image-list", image_list, "--image-root", root, "--out", mats["trained"],
                           "--skip-missing"], log_name="extract_trained")
-    from lightcnn.checkpoint import read_sidecar
-    from lightcnn.data import Preprocess
-    preprocess = Preprocess.from_dict(read_sidecar(prefix, args.epochs)["preprocess"])
-    n_found, missing = demo.write_pixel_features(root, keys, mats["pixels"], preprocess, side=args.pixel_side)
+    preprocess = read_sidecar(prefix, args.epochs).preprocess
+    n_found, missing = write_pixel_features(root, keys, mats["pixels"], preprocess, side=args.pixel_side)
     steps.say(f"raw pixels ({args.pixel_side}x{args.pixel_side} of the centre crop) of {n_found} images; "
               f"{len(missing)} images missing under {root}")
     steps.end("extract", t)
@@ -161,14 +141,13 @@ def run(args):
     steps.say("\n" + "\n".join(lines))
     summary = {f"{s} / {f}": {k: val for k, val in r.items() if not k.startswith("roc_")}
                for (s, f), r in results.items()}
-    with open(os.path.join(out, "lfw_benchmark.json"), "w", encoding="utf-8") as f:
-        json.dump(demo._finite({"results": summary, "seconds": steps.times, "args": vars(args)}), f, indent=1,
-                  allow_nan=False)
+    files.write_json(os.path.join(out, "lfw_benchmark.json"),
+                     {"results": summary, "seconds": steps.times, "args": vars(args)})
     return results
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.lfw_benchmark", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.lfw_benchmark", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("Data")
     data.add_argument("--lfw-root", default=os.path.join(SHARED_DATA, "lfw_gray144"),
@@ -185,7 +164,7 @@ def build_parser():
     train.add_argument("--wd", type=float, default=5e-4)
     train.add_argument("--dropout", type=float, default=None, help="default: the network's own (0.5)")
     train.add_argument("--mean", type=float, default=127.5, help="pixel mean subtracted before scaling by 1/255")
-    train.add_argument("--xavier-factor-type", default="in", choices=("avg", "in", "out"))
+    train.add_argument("--xavier-factor-type", default=init.SMALL_DATA_FACTOR_TYPE, choices=init.FACTOR_TYPES)
     train.add_argument("--disp-batches", type=int, default=20)
     train.add_argument("--seed", type=int, default=0)
     data.add_argument("--pixel-side", type=int, default=32,
@@ -196,15 +175,15 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-    except (demo.DemoError, ValueError, FileNotFoundError) as error:
-        print(f"\nerror: {error}", file=sys.stderr)
-        return 1
+def _benchmark(argv):
+    run(build_parser().parse_args(argv))
     return 0
 
 
+def main(argv=None):
+    """``make lfw``; returns the exit status (1: a step failed, 2: bad input)."""
+    return cli.run(_benchmark, argv, failures=(PipelineError,))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

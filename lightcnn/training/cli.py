@@ -1,0 +1,43 @@
+"""The training command (``train_lightcnn.py``): flags -> TrainConfig -> data -> fit, errors as one line.
+
+Defaults are the original recipe (see :class:`~lightcnn.training.config.TrainConfig`). The same code runs on the CPU
+when --gpus is empty, on several GPUs (one global batch split over them), and on several machines with a dist_*
+kvstore (``python -m lightcnn.training.launch``).
+"""
+import argparse
+
+from lightcnn import cli
+from lightcnn.devices import contexts_from_gpus
+from lightcnn.training import config as train_config
+from lightcnn.training.distributed import DistributedError
+from lightcnn.training.inputs import training_data
+from lightcnn.training.loop import TrainingError, fit
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="train_lightcnn.py",
+                                     description="Train a LightCNN on im2rec RecordIO (gray 144x144 faces, random "
+                                                 "128x128 crops).",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train_config.add_args(parser)
+    cli.add_debug_flag(parser)
+    return parser
+
+
+def _train(argv):
+    config = train_config.from_args(build_parser().parse_args(argv))
+    contexts_from_gpus(config.gpus)  # a GPU that does not exist: said before anything is loaded
+    log = cli.setup_logging(f"{config.model_prefix}-train.log" if config.model_prefix else None)
+    log.info("settings: %s", " ".join(f"{k}={v}" for k, v in sorted(config.to_dict().items())))
+    data = training_data(config)
+    verify = None
+    if config.verify_pairs:
+        from lightcnn.training.verify import make_pair_verifier
+        verify = make_pair_verifier(config.verify_pairs, config.verify_root, config.preprocess, logger=log)
+    fit(config, data, verify=verify, logger=log)
+    return 0
+
+
+def main(argv=None):
+    """``train_lightcnn.py``'s entry point; returns the exit status (1: training stopped, 2: bad input)."""
+    return cli.run(_train, argv, failures=(TrainingError, DistributedError))

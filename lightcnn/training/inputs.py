@@ -1,0 +1,40 @@
+"""The data a training configuration asks for: RecordIO files (checked before training), or synthetic batches for
+timing the loop (``--benchmark 1``)."""
+from lightcnn import data
+from lightcnn.training.config import ConfigError
+from lightcnn.training.loop import TrainingData
+
+BENCHMARK_CLASSES = 1000  # synthetic data without --num-classes
+
+
+def training_data(config):
+    """A :class:`~lightcnn.training.loop.TrainingData` for ``config``: the training iterator factory (a new, seeded
+    iterator per epoch, so a resumed run sees the very same batches), the number of classes and the validation
+    iterator. Problems with the files are errors before any training."""
+    preprocess = config.preprocess
+    if config.benchmark:
+        num_classes = config.num_classes or BENCHMARK_CLASSES
+
+        def make_synthetic(epoch, batch_size, num_parts, part_index):
+            return data.SyntheticIter(batch_size, preprocess.data_shape, num_classes=num_classes,
+                                      num_batches=config.benchmark_batches, seed=config.seed + epoch)
+        return TrainingData(make_synthetic, num_classes)
+
+    data.check_record_file(config.data_train, preprocess)
+    num_classes = data.check_num_classes(None, config.data_train)
+    if config.num_classes is not None and config.num_classes != num_classes:
+        raise ConfigError("num_classes", f"{config.num_classes} classes disagree with the dataset: "
+                                         f"{config.data_train} has {num_classes} (its classes.txt, or the largest "
+                                         f"label + 1)")
+
+    def make_records(epoch, batch_size, num_parts, part_index):
+        return data.train_iter(config.data_train, batch_size, preprocess, seed=config.seed + epoch,
+                               num_parts=num_parts, part_index=part_index, nthreads=config.data_nthreads,
+                               mirror=config.mirror)
+    val_iter = None
+    if config.data_val:
+        data.check_record_file(config.data_val, preprocess)
+        data.check_num_classes(num_classes, config.data_val)
+        val_iter = data.eval_iter(config.data_val, config.batch_size, preprocess, nthreads=config.data_nthreads)
+    classes = data.classes_file_of(config.data_train)
+    return TrainingData(make_records, num_classes, val_iter, classes)

@@ -1,0 +1,276 @@
+"""The training loop: setting a run up (fresh or resumed), one epoch, and the epochs with their checkpoints.
+
+A plain loop (no hooks): for each epoch, seed every source of randomness from (seed, epoch), build that epoch's
+training iterator, train, validate, checkpoint. Nothing random carries over from one epoch to the next except what
+the checkpoint stores (weights, Adam states, the plateau state), so a run resumed from epoch N continues exactly as
+the uninterrupted run would have.
+"""
+import collections
+import dataclasses
+import logging
+import math
+import random
+import time
+
+import numpy as np
+
+import mxnet as mx
+from mxnet import autograd, gluon
+
+from lightcnn import checkpoint, init
+from lightcnn.checkpoint import Sidecar, TrainingState
+from lightcnn.devices import contexts_from_gpus
+from lightcnn.training.config import ConfigError
+from lightcnn.training.distributed import DistributedStore
+from lightcnn.training.metrics import MetricsLog, epoch_row
+from lightcnn.training.schedule import Plateau, lr_at, server_lr_schedule
+
+FitResult = collections.namedtuple("FitResult", "net rows rank num_workers")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a non-finite loss, an empty epoch); the message says where and why."""
+
+
+@dataclasses.dataclass
+class TrainingData:
+    """What the loop trains on. ``make_train_iter(epoch, batch_size, num_parts, part_index)`` gives a fresh, seeded
+    iterator per epoch over this worker's share; ``classes`` is the classes.txt the labels come from."""
+
+    make_train_iter: object
+    num_classes: int
+    val_iter: object = None
+    classes: str = None
+
+
+def seed_everything(seed, epoch):
+    """Seed MXNet (initial weights, dropout), numpy and Python for one epoch from (seed, epoch)."""
+    value = seed * 1000 + epoch
+    mx.random.seed(value)
+    np.random.seed(value % 2 ** 32)
+    random.seed(value)
+
+
+@dataclasses.dataclass
+class _Run:
+    net: object
+    trainer: object
+    optimizer: object
+    begin_epoch: int
+    plateau: Plateau
+    sidecar: Sidecar  # what every checkpoint of this run records, but for its epoch and training state
+
+
+def initial_network(spec, seed, xavier_factor_type, xavier_magnitude, ctxs):
+    """The network a fresh run starts from: built from ``spec``, Xavier weights (0.1 biases), hybridized, on
+    ``ctxs``. Deferred initialisation draws the weights at the first forward pass: here, from epoch 0's seed. A
+    train-mode pass, because an inference pass lets oneDNN reorder convolution weights in place into its own
+    layout, which the key-value store cannot send."""
+    net = spec.build()
+    net.initialize(init.xavier(xavier_factor_type, xavier_magnitude), ctx=ctxs)
+    net.hybridize(static_alloc=True, static_shape=True)
+    seed_everything(seed, 0)
+    with autograd.train_mode():
+        net(mx.nd.zeros((1,) + tuple(net.input_shape), ctx=ctxs[0]))
+    return net
+
+
+def _start(config, data, ctxs, store, log):
+    """The network, trainer and plateau state at the first epoch to train: fresh, or resumed from a checkpoint whose
+    network and input must be this run's."""
+    spec = config.model_spec(data.num_classes)
+    begin_epoch = config.load_epoch or 0
+    plateau = Plateau(config.lr_plateau_patience)
+    saved = None
+    if begin_epoch:
+        saved = checkpoint.read_sidecar(config.model_prefix, begin_epoch)
+        _check_resume(saved, spec, config)
+        net = spec.build()
+        checkpoint.load_weights(net, config.model_prefix, saved, ctxs)
+        net.hybridize(static_alloc=True, static_shape=True)
+        if saved.training:
+            plateau = Plateau(config.lr_plateau_patience, **saved.training.plateau)
+        origin = saved.origin
+        log.info("resumed from %s at epoch %d", checkpoint.params_path(config.model_prefix, begin_epoch),
+                 begin_epoch)
+    else:
+        net = initial_network(spec, config.seed, config.xavier_factor_type, config.xavier_magnitude, ctxs)
+        origin = {"kind": "trained", "seed": config.seed, "init": {"xavier_factor_type": config.xavier_factor_type,
+                                                                   "xavier_magnitude": config.xavier_magnitude}}
+
+    optimizer_params = {"learning_rate": lr_at(begin_epoch, config.lr, config.lr_factor, config.lr_step_epochs,
+                                               plateau.drops), "wd": config.wd}
+    if config.optimizer in ("sgd", "nag"):
+        optimizer_params["momentum"] = config.mom
+    optimizer = mx.optimizer.create(config.optimizer, **optimizer_params)
+    trainer = store.make_trainer(net.collect_params(), optimizer)
+    if saved is not None:
+        if store.updates_on_servers:
+            log.info("dist_async: the optimizer states start afresh on the servers (they are not checkpointed)")
+        elif saved.training is None or saved.training.optimizer_states_saved:
+            checkpoint.load_states(trainer, config.model_prefix, saved)
+        else:
+            log.info("the checkpoint of epoch %d has no optimizer states (a dist_async run): they start afresh",
+                     begin_epoch)
+    store.prepare(net)
+    sidecar = Sidecar(model=spec, preprocess=config.preprocess, classes=data.classes, origin=origin)
+    return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar)
+
+
+def _check_resume(saved, spec, config):
+    """The settings that define the network or its input must be the checkpoint's (ConfigError naming both)."""
+    pairs = [(name, getattr(saved.model, name), getattr(spec, name)) for name in ("network", "num_classes",
+                                                                                 "mfm_type", "dropout")]
+    if saved.preprocess is not None:
+        pairs += [(name, getattr(saved.preprocess, name), getattr(config.preprocess, name))
+                  for name in ("image_size", "scale", "mean")]
+    for name, theirs, ours in pairs:
+        if theirs != ours:
+            raise ConfigError(name, f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was trained "
+                                    f"with {name}={theirs!r}, this run asks for {ours!r}; a resume must keep the "
+                                    f"settings that define the network and its input")
+
+
+def fit(config, data, verify=None, logger=None, ctxs=None):
+    """Train as ``config`` says on ``data`` (a :class:`TrainingData`). Returns a FitResult: the trained network,
+    the per-epoch metric rows, this worker's rank and the number of workers.
+
+    ``verify(net, ctx) -> accuracy`` is called after each epoch when given (verification during training).
+    ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts).
+    """
+    log = logger or logging.getLogger("lightcnn")
+    ctxs = ctxs or contexts_from_gpus(config.gpus)
+    store = DistributedStore(config.kv_store, len(ctxs))
+    try:
+        worker_batch = store.worker_batch(config.batch_size, len(ctxs))
+    except ValueError as error:
+        raise ConfigError("batch_size", str(error)) from None
+    if store.updates_on_servers and config.lr_plateau_patience:
+        raise ConfigError("lr_plateau_patience", f"needs a synchronous store: with {config.kv_store} the servers "
+                                                 f"own the learning rate")
+    run = _start(config, data, ctxs, store, log)
+    net, prefix = run.net, config.model_prefix
+    metrics = MetricsLog(prefix, run.begin_epoch if store.writes_checkpoints else 0)
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    epoch_times = []
+    for epoch in range(run.begin_epoch, config.num_epochs):
+        lr = lr_at(epoch, config.lr, config.lr_factor, config.lr_step_epochs, run.plateau.drops)
+        seed_everything(config.seed, epoch)
+        train_iter = data.make_train_iter(epoch, worker_batch, store.num_workers, store.rank)
+        if not store.updates_on_servers:
+            run.trainer.set_learning_rate(lr)
+        elif epoch == run.begin_epoch:  # before the first step sends the optimizer to the servers
+            run.optimizer.lr_scheduler = server_lr_schedule(config.lr, config.lr_factor, config.lr_step_epochs,
+                                                            epoch, _batches_in(train_iter) * store.num_workers)
+        start = time.time()
+        try:
+            train = train_epoch(net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log)
+        except KeyboardInterrupt:
+            if store.writes_checkpoints:
+                _save(run, store, f"{prefix}-interrupted", epoch, TrainingState(
+                    config.to_dict(), lr, run.plateau.state(), partial_epoch=True,
+                    optimizer_states_saved=not store.updates_on_servers))
+                log.info("interrupted during epoch %d: partial weights saved under %s-interrupted; the last "
+                         "complete checkpoint is epoch %d", epoch, prefix, epoch)
+            raise
+        store.check_in_sync(net, epoch)
+        val = evaluate_classifier(net, data.val_iter, ctxs, loss_fn) if data.val_iter is not None else {}
+        if run.plateau.update(val.get("loss")):
+            log.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
+                     "epoch on", epoch, config.lr_plateau_patience, config.lr_factor)
+        verify_accuracy = verify(net, ctxs[0]) if verify is not None else None
+        seconds = time.time() - start
+        epoch_times.append(seconds)
+        log.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
+                 "ETA=%s", epoch, train["accuracy"], train["loss"],
+                 f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
+                 f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
+                 lr, train["samples_per_sec"], seconds,
+                 _format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
+        metrics.add(epoch_row(epoch + 1, lr, train, val, seconds, verify_accuracy))
+        if store.writes_checkpoints and prefix:
+            _save(run, store, prefix, epoch + 1, TrainingState(
+                config.to_dict(), lr, run.plateau.state(),
+                metrics={k: v for k, v in metrics.rows[-1].items() if k != "epoch"},
+                optimizer_states_saved=not store.updates_on_servers))
+            metrics.write()
+            log.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch + 1))
+            removed = checkpoint.prune(prefix, config.keep_checkpoints, epoch + 1)
+            if removed:
+                log.info("Removed the checkpoints of epoch(s) %s (keeping the newest %d)",
+                         ", ".join(map(str, removed)), config.keep_checkpoints)
+    return FitResult(net, metrics.rows, store.rank, store.num_workers)
+
+
+def _save(run, store, prefix, epoch, state):
+    # dist_async: the servers hold the optimizer states
+    trainer = None if store.updates_on_servers else run.trainer
+    checkpoint.save(run.net, trainer, prefix, dataclasses.replace(run.sidecar, epoch=epoch, training=state))
+
+
+def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log):
+    """One epoch; returns mean loss, accuracy and speed. A non-finite loss stops before the update is applied."""
+    totals = np.zeros(3)  # loss, correct, samples: the epoch's
+    window, window_start, epoch_start = np.zeros(3), time.time(), time.time()
+    for nbatch, batch in enumerate(train_iter):
+        data = gluon.utils.split_and_load(batch.data[0], ctxs, even_split=False)
+        label = gluon.utils.split_and_load(batch.label[0], ctxs, even_split=False)
+        with autograd.record():
+            outputs = [net(x) for x in data]
+            losses = [loss_fn(logits, y) for (logits, _), y in zip(outputs, label)]
+        autograd.backward(losses)
+        # reading the loss waits only for the forward pass; the backward pass keeps running meanwhile
+        batch_loss = sum(loss.sum().asscalar() for loss in losses)
+        if not store.all_finite(batch_loss):
+            what = f"non-finite loss ({batch_loss})" if not math.isfinite(batch_loss) else \
+                "non-finite loss on another worker"
+            raise TrainingError(f"{what} at epoch {epoch}, batch {nbatch}: training stopped before applying this "
+                                f"update; the last complete checkpoint is epoch {epoch}. Try a lower learning rate "
+                                f"(now {lr:g}).")
+        store.sum_gradients()
+        trainer.step(store.samples_per_update(config.batch_size))
+        correct = sum((logits.argmax(axis=1) == y.astype(logits.dtype)).sum().asscalar()
+                      for (logits, _), y in zip(outputs, label))
+        counts = np.array([batch_loss, correct, batch.data[0].shape[0]])
+        totals += counts
+        window += counts
+        if config.disp_batches and (nbatch + 1) % config.disp_batches == 0:
+            log.info("Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec\taccuracy=%f\tloss=%f\tlr=%g", epoch,
+                     nbatch + 1 - config.disp_batches, nbatch + 1, window[2] / max(time.time() - window_start, 1e-9),
+                     window[1] / window[2], window[0] / window[2], lr)
+            window, window_start = np.zeros(3), time.time()
+    if totals[2] == 0:
+        raise TrainingError(f"epoch {epoch}: the training iterator gave no batch")
+    mx.nd.waitall()
+    return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2], "samples": int(totals[2]),
+            "samples_per_sec": totals[2] / max(time.time() - epoch_start, 1e-9)}
+
+
+def evaluate_classifier(net, data_iter, ctxs, loss_fn):
+    """Accuracy and mean loss over a validation iterator, counting every real sample once (pads excluded)."""
+    data_iter.reset()
+    correct, total, loss_sum = 0.0, 0, 0.0
+    for batch in data_iter:
+        real = batch.data[0].shape[0] - (batch.pad or 0)
+        datas = gluon.utils.split_and_load(batch.data[0][:real], ctxs, even_split=False)
+        labels = gluon.utils.split_and_load(batch.label[0][:real], ctxs, even_split=False)
+        for x, y in zip(datas, labels):
+            logits, _ = net(x)
+            loss_sum += loss_fn(logits, y).sum().asscalar()
+            correct += (logits.argmax(axis=1) == y.astype(logits.dtype)).sum().asscalar()
+            total += x.shape[0]
+    if total == 0:
+        return {}
+    return {"accuracy": correct / total, "loss": loss_sum / total}
+
+
+def _batches_in(train_iter):
+    try:
+        return len(train_iter)
+    except TypeError:  # mx.io.NDArrayIter
+        return -(-train_iter.num_data // train_iter.batch_size)
+
+
+def _format_seconds(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
