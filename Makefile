@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 # A machine where nvidia-smi finds a GPU installs mxnet-cu112; override with `make REQUIREMENTS=requirements.txt`.
 REQUIREMENTS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo requirements-gpu.txt || echo requirements.txt)
 STAMP := $(VENV)/.installed-$(basename $(notdir $(REQUIREMENTS)))
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: venv test demo bench lfw clean
 
@@ -18,7 +19,12 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: venv
+# the test-only and optional-feature packages (requirements-test.txt) come on top of the main set
+$(TEST_STAMP): requirements-test.txt $(STAMP)
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest
 
 demo: venv

@@ -15,7 +15,6 @@ such a mix an error at load time instead of a silent resume.
 """
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 import re
@@ -173,14 +172,6 @@ def read_sidecar(prefix, epoch):
 # ----------------------------------------------------------------------------------------------------------------
 # Saving
 
-def sha256_of(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _staging_prefix(prefix):
     return f".{os.path.basename(prefix)}-saving-"
 
@@ -197,11 +188,11 @@ def save(net, trainer, prefix, sidecar):
         net.export(export_prefix, epoch=epoch)
         moves = [(f"{export_prefix}-symbol.json", symbol_path(prefix)),
                  (params_path(export_prefix, epoch), params_path(prefix, epoch))]
-        checksums = {"params": sha256_of(moves[1][0])}
+        checksums = {"params": files.sha256(moves[1][0])}
         if trainer is not None:
             trainer.save_states(os.path.join(staging, "trainer.states"))
             moves.append((os.path.join(staging, "trainer.states"), states_path(prefix, epoch)))
-            checksums["states"] = sha256_of(moves[-1][0])
+            checksums["states"] = files.sha256(moves[-1][0])
         written = dataclasses.replace(sidecar, checksums=checksums)
         with open(os.path.join(staging, "sidecar.json"), "w", encoding="utf-8") as f:
             json.dump(files.json_safe(written.to_dict()), f, indent=2, sort_keys=True, allow_nan=False)
@@ -274,7 +265,7 @@ def _verified(path, sidecar, kind, prefix):
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint file {path} is missing")
     expected = sidecar.checksums.get(kind)
-    if expected and sha256_of(path) != expected:
+    if expected and files.sha256(path) != expected:
         earlier = [e for e in saved_epochs(prefix) if e < sidecar.epoch]
         raise CheckpointError(
             f"{path} does not belong to its sidecar {sidecar_path(prefix, sidecar.epoch)} (sha256 differs): the "

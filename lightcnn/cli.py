@@ -2,14 +2,16 @@
 
 A command's body raises the library's own errors; :func:`run` turns them into ``error: <message>`` on one line and an
 exit status: 1 when the job itself failed on the way (``failures``: training diverged, images missing), 2 for
-anything wrong with the input (ValueError, OSError and their kinds: bad flags, missing or damaged files, a full
-disk). An error that names a setting (an exception with a ``field``) is shown with its flag. ``--debug`` or
+anything wrong with the input or the installation (ValueError, OSError and their kinds: bad flags, missing or
+damaged files, a full disk; an optional package a command needs). An error that names a setting (an exception with a ``field``) is shown with its flag. ``--debug`` or
 ``LIGHTCNN_DEBUG=1`` shows the traceback instead.
 """
 import logging
 import os
 import sys
 import traceback
+
+from lightcnn.optional import MissingDependencyError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOGGER = "lightcnn"
@@ -66,7 +68,7 @@ def run(body, argv=None, failures=()):
     debug = "--debug" in argv or os.environ.get("LIGHTCNN_DEBUG") == "1"
     try:
         return body(argv) or 0
-    except failures + (ValueError, OSError) as error:
+    except failures + (ValueError, OSError, MissingDependencyError) as error:
         if debug:
             traceback.print_exc()
         message = describe(error)

@@ -6,6 +6,7 @@ mid-write leaves the previous file, or none, but never half of one. Renamed file
 of the user gets (the umask), not the 0600 of a temporary file.
 """
 import contextlib
+import hashlib
 import json
 import math
 import os
@@ -21,6 +22,15 @@ def _umask():
 def fsync_file(path):
     with open(path, "rb") as f:
         os.fsync(f.fileno())
+
+
+def sha256(path):
+    """The hex sha256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def remove_quietly(*paths):

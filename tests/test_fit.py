@@ -11,7 +11,7 @@ import pytest
 
 import mxnet as mx
 
-from lightcnn import checkpoint, init
+from lightcnn import checkpoint, files, init
 from lightcnn.checkpoint import CheckpointError, Sidecar
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
@@ -154,7 +154,7 @@ def test_sidecar_round_trip_and_checksums(tmp_path):
     written = checkpoint.save(net, trainer, prefix, sidecar)
     read = checkpoint.read_sidecar(prefix, 2)
     assert read == written and set(read.checksums) == {"params", "states"}
-    assert read.checksums["params"] == checkpoint.sha256_of(checkpoint.params_path(prefix, 2))
+    assert read.checksums["params"] == files.sha256(checkpoint.params_path(prefix, 2))
 
 
 # --- whole runs (subprocesses, so a resume really is a new process) -----------------------------------------------
