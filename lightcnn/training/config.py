@@ -9,6 +9,8 @@ flag.
 import dataclasses
 import os
 
+import mxnet as mx
+
 from lightcnn import init
 from lightcnn.images import Preprocess
 from lightcnn.model import INPUT_SHAPE, MFM_TYPES, ModelSpec, model_names
@@ -80,19 +82,41 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def check(self):
-        """Raise ConfigError for settings that cannot work, before anything is loaded."""
+        """Raise ConfigError for settings that cannot work or cannot be meant, before anything is loaded."""
         if not self.benchmark and not self.data_train:
             raise ConfigError("data_train", "a training .rec is required (or the synthetic benchmark data)")
-        if self.batch_size <= 0:
-            raise ConfigError("batch_size", f"must be positive, got {self.batch_size}")
-        if self.num_epochs <= 0:
-            raise ConfigError("num_epochs", f"must be positive, got {self.num_epochs}")
-        if self.keep_checkpoints < 0:
-            raise ConfigError("keep_checkpoints", f"give a count of epochs, or 0 to keep all; got "
-                                                  f"{self.keep_checkpoints}")
+        rules = [
+            ("lr", self.lr > 0, "must be positive (a negative rate climbs the loss)"),
+            ("lr_factor", 0 < self.lr_factor <= 1, "must be in (0, 1]: each step multiplies the rate by it"),
+            ("wd", self.wd >= 0, "must be >= 0"),
+            ("mom", 0 <= self.mom < 1, "must be in [0, 1)"),
+            ("batch_size", self.batch_size > 0, "must be positive"),
+            ("num_epochs", self.num_epochs > 0, "must be positive"),
+            ("num_classes", self.num_classes is None or self.num_classes > 0, "must be positive"),
+            ("dropout", self.dropout is None or 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("xavier_magnitude", self.xavier_magnitude > 0, "must be positive"),
+            ("data_nthreads", self.data_nthreads >= 1, "must be at least 1"),
+            ("benchmark_batches", self.benchmark_batches >= 1, "must be at least 1"),
+            ("lr_plateau_patience", self.lr_plateau_patience >= 0, "give a number of epochs, or 0 for off"),
+            ("disp_batches", self.disp_batches >= 0, "give a number of batches, or 0 for no batch lines"),
+            ("keep_checkpoints", self.keep_checkpoints >= 0, "give a count of epochs, or 0 to keep all"),
+            ("seed", self.seed >= 0, "must be >= 0"),
+            ("load_epoch", self.load_epoch is None or self.load_epoch >= 1,
+             "names a saved epoch (1 or more); leave it out to start afresh"),
+            ("lr_step_epochs", all(step >= 0 for step in self.lr_step_epochs), "epochs are >= 0"),
+            ("optimizer", self.optimizer.lower() in mx.optimizer.Optimizer.opt_registry,
+             f"unknown optimizer; MXNet has {', '.join(sorted(mx.optimizer.Optimizer.opt_registry))}"),
+        ]
+        for field, ok, rule in rules:
+            if not ok:
+                raise ConfigError(field, f"{rule}; got {getattr(self, field)!r}")
         if self.load_epoch is not None and self.load_epoch >= self.num_epochs:
             raise ConfigError("load_epoch", f"epoch {self.load_epoch} leaves nothing to train with "
                                             f"{self.num_epochs} epochs in all")
+        try:
+            self.preprocess
+        except ValueError as error:
+            raise ConfigError("image_size" if "crop_size" in str(error) else "scale", str(error)) from None
         if bool(self.verify_pairs) != bool(self.verify_root):
             raise ConfigError("verify_pairs" if self.verify_root else "verify_root",
                               "the pair file and the image folder of verification go together")

@@ -4,27 +4,30 @@
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
 Each part of the data is different, so workers of a dist job see different shards.
+
+For the reliability tests, --kill-at-publish K ends the process like kill -9 (os._exit, no cleanup) just before the
+K-th file of this run is renamed into place, and --signal-at-publish K:SIGNAL sends itself that signal there.
 """
 import argparse
 import os
+import signal
 import sys
 
 import numpy as np
 
 import mxnet as mx
 
-from lightcnn import cli
+from lightcnn import cli, files
 from lightcnn.training import TrainConfig, TrainingData, fit
 from lightcnn.training.distributed import DistributedStore
 
 NUM_CLASSES = 4
-IMAGES = 16
 
 
-def shard(part_index):
+def shard(part_index, images=16):
     rs = np.random.RandomState(100 + part_index)
-    data = rs.uniform(size=(IMAGES, 1, 128, 128)).astype(np.float32)
-    labels = (np.arange(IMAGES) % NUM_CLASSES).astype(np.float32)
+    data = rs.uniform(size=(images, 1, 128, 128)).astype(np.float32)
+    labels = (np.arange(images) % NUM_CLASSES).astype(np.float32)
     data += labels[:, None, None, None] * 0.2  # learnable: brightness tells the class
     return data, labels
 
@@ -43,16 +46,22 @@ def main():
     parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
+    parser.add_argument("--images", type=int, default=16, help="images per shard")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--mean", type=float, default=0.0)
+    parser.add_argument("--mfm-type", default="2/1")
+    parser.add_argument("--kill-at-publish", type=int, default=None)
+    parser.add_argument("--signal-at-publish", default=None, help="K:SIGNAL, e.g. 2:SIGINT")
     opts = parser.parse_args()
     config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
-                         lr=1e-3, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store,
-                         model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
+                         lr=opts.lr, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store, mean=opts.mean,
+                         mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
                          keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch)
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
-        data, labels = shard(part_index if opts.part is None else opts.part)
-        order = np.random.RandomState(epoch).permutation(IMAGES)
+        data, labels = shard(part_index if opts.part is None else opts.part, opts.images)
+        order = np.random.RandomState(epoch).permutation(opts.images)
         data = data[order]
         if opts.nan_at_batch is not None and opts.nan_rank in (None, part_index):
             data[opts.nan_at_batch * batch_size] = np.nan
@@ -69,14 +78,28 @@ def main():
 
         DistributedStore.check_in_sync = nudge_then_check
 
+    if opts.kill_at_publish is not None or opts.signal_at_publish is not None:
+        publish, calls = files.publish, []
+        at, name = (opts.signal_at_publish or f"{opts.kill_at_publish}:").split(":")
+
+        def interrupted_publish(temp, path):
+            calls.append(path)
+            if len(calls) == int(at):
+                logger.info("test: %s before publishing %s", name or "kill -9", os.path.basename(path))
+                if not name:
+                    os._exit(137)
+                os.kill(os.getpid(), getattr(signal, name))
+            return publish(temp, path)
+
+        files.publish = interrupted_publish
+
     def body(_):
         result = fit(config, TrainingData(make_train_iter, NUM_CLASSES), logger=logger,
                      ctxs=[mx.cpu(i) for i in range(opts.cpus)])
         result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
 
-    from lightcnn.training import TrainingError
-    from lightcnn.training.distributed import DistributedError
-    return cli.run(body, [], failures=(TrainingError, DistributedError))
+    from lightcnn.training.cli import FAILURES
+    return cli.run(body, [], failures=FAILURES)
 
 
 if __name__ == "__main__":
