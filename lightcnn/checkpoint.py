@@ -325,6 +325,13 @@ def load_weights(net, prefix, sidecar, ctx):
     _mxnet_read(path, lambda: net.collect_params().load(path, ctx=ctx))
 
 
+def load_embedding(net, prefix, sidecar, ctx):
+    """Load only the trunk and embedding of the checkpoint's verified ``.params`` into ``net`` (of the same network;
+    its classifier may be of another size): the start of a fine-tuning."""
+    path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
+    _mxnet_read(path, lambda: net.embedding.collect_params().load(path, ctx=ctx, ignore_extra=True))
+
+
 def load_states(trainer, prefix, sidecar):
     """Load the checkpoint's verified optimizer states into ``trainer``."""
     path = _verified(states_path(prefix, sidecar.epoch), sidecar, "states", prefix)

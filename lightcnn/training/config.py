@@ -38,6 +38,10 @@ class TrainConfig:
     dropout: float = None  # None: the network's own rate
     xavier_factor_type: str = init.RECIPE_FACTOR_TYPE
     xavier_magnitude: float = init.MAGNITUDE
+    # fine-tuning: start from another checkpoint's trunk and embedding, with a fresh classifier
+    pretrained: str = None  # PREFIX or PREFIX:EPOCH
+    freeze_trunk: bool = False
+    pretrained_lr_mult: float = 1.0
     # data
     data_train: str = None
     data_val: str = None
@@ -104,6 +108,8 @@ class TrainConfig:
             ("load_epoch", self.load_epoch is None or self.load_epoch >= 1,
              "names a saved epoch (1 or more); leave it out to start afresh"),
             ("lr_step_epochs", all(step >= 0 for step in self.lr_step_epochs), "epochs are >= 0"),
+            ("pretrained_lr_mult", self.pretrained_lr_mult >= 0, "must be >= 0 (0 freezes like --freeze-trunk)"),
+            ("freeze_trunk", self.pretrained or not self.freeze_trunk, "needs a pretrained checkpoint to freeze"),
             ("optimizer", self.optimizer.lower() in mx.optimizer.Optimizer.opt_registry,
              f"unknown optimizer; MXNet has {', '.join(sorted(mx.optimizer.Optimizer.opt_registry))}"),
         ]
@@ -139,6 +145,15 @@ def add_args(parser):
     net.add_argument("--xavier-factor-type", default=d.xavier_factor_type, choices=init.FACTOR_TYPES,
                      help="Xavier fan ('avg' = Glorot as in the TF port; Caffe's xavier is 'in')")
     net.add_argument("--xavier-magnitude", type=float, default=d.xavier_magnitude, help="Xavier magnitude")
+
+    tune = parser.add_argument_group("Fine-tuning")
+    tune.add_argument("--pretrained", default=d.pretrained, metavar="PREFIX[:EPOCH]",
+                      help="start from this checkpoint's trunk and embedding (trained here or converted with "
+                           "lightcnn.convert; its last epoch unless :EPOCH) with a fresh classifier for this data")
+    tune.add_argument("--freeze-trunk", action="store_true",
+                      help="keep the pretrained convolutional trunk fixed; train the embedding and the classifier")
+    tune.add_argument("--pretrained-lr-mult", type=float, default=d.pretrained_lr_mult,
+                      help="learning-rate multiplier of the pretrained layers (the classifier keeps 1)")
 
     data = parser.add_argument_group("Data")
     data.add_argument("--data-train", help="training .rec (with its .idx and classes.txt beside it)")

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import random
 import time
 
@@ -106,6 +107,9 @@ def _start(config, data, ctxs, store, log):
         net = initial_network(spec, config.seed, config.xavier_factor_type, config.xavier_magnitude, ctxs)
         origin = {"kind": "trained", "seed": config.seed, "init": {"xavier_factor_type": config.xavier_factor_type,
                                                                    "xavier_magnitude": config.xavier_magnitude}}
+        if config.pretrained:
+            origin = dict(origin, kind="fine-tuned", pretrained=_load_pretrained(net, spec, config, ctxs, log))
+    _set_trainable(net, config)
 
     optimizer_params = {"learning_rate": lr_at(begin_epoch, config.lr, config.lr_factor, config.lr_step_epochs,
                                                plateau.drops), "wd": config.wd}
@@ -124,6 +128,49 @@ def _start(config, data, ctxs, store, log):
     store.prepare(net)
     sidecar = Sidecar(model=spec, preprocess=config.preprocess, classes=data.classes, origin=origin)
     return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar, history)
+
+
+def _pretrained_source(text):
+    """'PREFIX[:EPOCH]' -> (prefix, sidecar of that epoch, or of the last one saved)."""
+    prefix, _, epoch = text.rpartition(":")
+    if not (prefix and epoch.isdigit()):
+        prefix, epoch = text, None
+    return prefix, checkpoint.read_sidecar(prefix, checkpoint.last_epoch(prefix) if epoch is None else int(epoch))
+
+
+def _load_pretrained(net, spec, config, ctxs, log):
+    """Load another checkpoint's trunk and embedding into ``net`` (its classifier stays freshly initialised, sized
+    for this data); the pretrained network and its input must be this run's. Returns what the sidecar records."""
+    prefix, source = _pretrained_source(config.pretrained)
+    where = f"the pretrained checkpoint {prefix} (epoch {source.epoch})"
+    for name in ("network", "mfm_type"):
+        if getattr(source.model, name) != getattr(spec, name):
+            raise ConfigError(name, f"{where} is {name}={getattr(source.model, name)!r}, this run asks for "
+                                    f"{getattr(spec, name)!r}")
+    if source.preprocess is not None:
+        for name in ("image_size", "scale", "mean"):
+            theirs, ours = getattr(source.preprocess, name), getattr(config.preprocess, name)
+            if theirs != ours:
+                raise ConfigError(name, f"{where} was trained on inputs with {name}={theirs!r} (its sidecar), this "
+                                        f"run prepares {ours!r}; fine-tuning must feed it the same input")
+    checkpoint.load_embedding(net, prefix, source, ctxs)
+    log.info("fine-tuning from %s: its trunk and embedding, a fresh classifier of %d classes%s", where,
+             spec.num_classes, ", the trunk frozen" if config.freeze_trunk else "")
+    return {"prefix": os.path.abspath(prefix), "epoch": source.epoch, "num_classes": source.model.num_classes,
+            "params_sha256": source.checksums.get("params"), "origin": source.origin}
+
+
+def _set_trainable(net, config):
+    """Fine-tuning: the pretrained layers learn at ``pretrained_lr_mult`` of the rate, and the trunk not at all
+    with ``freeze_trunk`` (set again on every resume, from the settings)."""
+    if not config.pretrained:
+        return
+    trunk = set(net.embedding.trunk.collect_params().keys())
+    for name, param in net.embedding.collect_params().items():
+        if config.freeze_trunk and name in trunk:
+            param.grad_req = "null"
+        else:
+            param.lr_mult = config.pretrained_lr_mult
 
 
 def _check_resume(saved, spec, config):

@@ -24,10 +24,10 @@ from lightcnn.training.distributed import DistributedStore
 NUM_CLASSES = 4
 
 
-def shard(part_index, images=16):
+def shard(part_index, images=16, classes=NUM_CLASSES):
     rs = np.random.RandomState(100 + part_index)
     data = rs.uniform(size=(images, 1, 128, 128)).astype(np.float32)
-    labels = (np.arange(images) % NUM_CLASSES).astype(np.float32)
+    labels = (np.arange(images) % classes).astype(np.float32)
     data += labels[:, None, None, None] * 0.2  # learnable: brightness tells the class
     return data, labels
 
@@ -50,17 +50,23 @@ def main():
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--mean", type=float, default=0.0)
     parser.add_argument("--mfm-type", default="2/1")
+    parser.add_argument("--classes", type=int, default=NUM_CLASSES)
+    parser.add_argument("--pretrained", default=None)
+    parser.add_argument("--freeze-trunk", action="store_true")
+    parser.add_argument("--pretrained-lr-mult", type=float, default=1.0)
     parser.add_argument("--kill-at-publish", type=int, default=None)
     parser.add_argument("--signal-at-publish", default=None, help="K:SIGNAL, e.g. 2:SIGINT")
     opts = parser.parse_args()
     config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
                          lr=opts.lr, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store, mean=opts.mean,
                          mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
-                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch)
+                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
+                         pretrained=opts.pretrained, freeze_trunk=opts.freeze_trunk,
+                         pretrained_lr_mult=opts.pretrained_lr_mult)
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
-        data, labels = shard(part_index if opts.part is None else opts.part, opts.images)
+        data, labels = shard(part_index if opts.part is None else opts.part, opts.images, opts.classes)
         order = np.random.RandomState(epoch).permutation(opts.images)
         data = data[order]
         if opts.nan_at_batch is not None and opts.nan_rank in (None, part_index):
@@ -94,7 +100,8 @@ def main():
         files.publish = interrupted_publish
 
     def body(_):
-        result = fit(config, TrainingData(make_train_iter, NUM_CLASSES), logger=logger,
+        config.check()
+        result = fit(config, TrainingData(make_train_iter, opts.classes), logger=logger,
                      ctxs=[mx.cpu(i) for i in range(opts.cpus)])
         result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
 
