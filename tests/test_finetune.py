@@ -1,31 +1,18 @@
 """Fine-tuning (--pretrained PREFIX[:EPOCH]): another checkpoint's trunk and embedding with a fresh classifier for
 this data, the trunk frozen or slowed on request, recorded in the sidecar, and a resume as exact as ever."""
-import pathlib
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-import mxnet as mx
 
 from lightcnn import checkpoint
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
+from helpers.runs import load_params, run_worker
 
 
-def run_worker(out_dir, epochs, *extra, check=True):
-    proc = subprocess.run([sys.executable, str(WORKER), str(out_dir), str(epochs), *map(str, extra)],
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
-                          timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"worker failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
-def params(path):
-    return {k.split(":", 1)[-1]: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +30,7 @@ def trunk_and_head(names):
 def test_fine_tuning_starts_from_the_trunk_and_embedding_with_a_fresh_classifier(pretrained, tmp_path):
     run_worker(tmp_path, 1, "--classes", 3, "--pretrained", f"{pretrained / 'm'}:1", "--freeze-trunk",
                "--lr", "1e-2")
-    before, after = params(pretrained / "m-0001.params"), params(tmp_path / "m-0001.params")
+    before, after = load_params(pretrained / "m-0001.params"), load_params(tmp_path / "m-0001.params")
     assert after["lightcnn9_dense0_weight"].shape == (3, 256) and before["lightcnn9_dense0_weight"].shape == (4, 256)
     trunk = [n for n in trunk_and_head(after) if not n.startswith("lightcnn9_mfmdense0_")]
     assert trunk and all(np.array_equal(after[n], before[n]) for n in trunk)  # frozen: bit for bit
@@ -63,8 +50,8 @@ def test_a_fine_tuning_resumes_exactly(pretrained, tmp_path):
     run_worker(tmp_path / "straight", 2, *flags)
     run_worker(tmp_path / "resumed", 1, *flags)
     run_worker(tmp_path / "resumed", 2, "--load-epoch", 1, *flags)
-    straight, resumed = params(tmp_path / "straight" / "final-rank0.params"), \
-        params(tmp_path / "resumed" / "final-rank0.params")
+    straight, resumed = load_params(tmp_path / "straight" / "final-rank0.params"), \
+        load_params(tmp_path / "resumed" / "final-rank0.params")
     assert all(np.array_equal(straight[n], resumed[n]) for n in straight)
 
 

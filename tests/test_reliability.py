@@ -1,6 +1,5 @@
 """What clusters and disks do to a training run: kills during a checkpoint save, SIGTERM, Ctrl-C during a save, a
 full disk, resumes with other settings, and user mistakes that must end in one line rather than a traceback."""
-import os
 import pathlib
 import signal
 import subprocess
@@ -16,21 +15,12 @@ from lightcnn import checkpoint, files
 from lightcnn.checkpoint import CheckpointError
 from lightcnn.training import cli as train_cli
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
-ENV = dict(os.environ, PYTHONPATH=str(ROOT))
+from helpers.runs import WORKER, load_params, run_worker, worker_env
 
 
-def run_worker(out_dir, epochs, *extra, check=True, timeout=300):
-    proc = subprocess.run([sys.executable, str(WORKER), str(out_dir), str(epochs), *map(str, extra)], env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"worker failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
-def load_params(path):
-    return {k.split(":", 1)[-1]: v.asnumpy() for k, v in mx.nd.load(str(path)).items()}
+
 
 
 def one_save(prefix, epoch):
@@ -119,7 +109,7 @@ def wait_for(path, text, proc, seconds=120):
 
 @pytest.mark.slow
 def test_sigterm_saves_the_partial_epoch_and_exits_non_zero(tmp_path):
-    proc = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), "1", "--images", "400"], env=ENV,
+    proc = subprocess.Popen([sys.executable, str(WORKER), str(tmp_path), "1", "--images", "400"], env=worker_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(tmp_path / "worker.log", "Batch [1-2]", proc)
     proc.send_signal(signal.SIGTERM)

@@ -21,12 +21,12 @@ import sys
 
 import numpy as np
 
-from lightcnn import cli, lfw, verification
+from lightcnn import lfw, verification
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.extract import extract_features
 from lightcnn.images import load_eval_image
 from lightcnn.tools.pipeline import (NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pack_identities, pct,
-                                     train_command)
+                                     tool_main, train_command)
 
 TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
 UNSEEN_PEOPLE = [f"s{i}" for i in range(31, 41)]
@@ -115,13 +115,9 @@ def build_parser():
     return parser
 
 
-def _benchmark(argv):
-    run(build_parser().parse_args(argv))
-    return 0
-
-
 def main(argv=None):
-    return cli.run(_benchmark, argv, failures=(PipelineError,))
+    """Returns the exit status (1: a step failed, 2: bad input)."""
+    return tool_main(build_parser, run, argv)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import os
 import sys
 import time
 
-from lightcnn import cli, files, init, lfw
+from lightcnn import files, init, lfw
 from lightcnn import verification as v
 from lightcnn.checkpoint import read_sidecar
-from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pct,
-                                     pack_identities, pair_identities, pair_images, train_command,
+from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
+                                     pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
                                      training_identities, write_pixel_features)
 
 RUN_FOLDERS = ("data", "model", "features", "eval", "logs")
@@ -175,14 +175,9 @@ def build_parser():
     return parser
 
 
-def _benchmark(argv):
-    run(build_parser().parse_args(argv))
-    return 0
-
-
 def main(argv=None):
-    """``make lfw``; returns the exit status (1: a step failed, 2: bad input)."""
-    return cli.run(_benchmark, argv, failures=(PipelineError,))
+    """Returns the exit status (1: a step failed, 2: bad input)."""
+    return tool_main(build_parser, run, argv)
 
 
 if __name__ == "__main__":

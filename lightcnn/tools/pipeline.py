@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from lightcnn import files
+from lightcnn import cli, files
 from lightcnn.extract import save_features_mat
 from lightcnn.images import load_eval_image
 
@@ -67,6 +67,14 @@ class Steps:
                 tail = "".join(f.readlines()[-15:])
             raise PipelineError(f"step '{name}' failed (exit status {code}); its log is {log_path}:\n{tail}")
         return log_path
+
+
+def tool_main(build_parser, run, argv=None):
+    """A tool's command line: ``run(parsed arguments)``; a failed step exits 1, bad input 2 (``lightcnn.cli``)."""
+    def body(args):
+        run(build_parser().parse_args(args))
+        return 0
+    return cli.run(body, argv, failures=(PipelineError,))
 
 
 def claim_output(out, run_folders):
