@@ -136,7 +136,10 @@ def add_args(parser):
     """Declare the training flags on ``parser`` (an argparse.ArgumentParser), in groups, with the recipe's defaults."""
     d = TrainConfig()
     net = parser.add_argument_group("Network")
-    net.add_argument("--network", default=d.network, choices=model_names(), help="the network to train")
+    # --network-name: horovodrun reads the whole command line for abbreviations of its own options and refuses
+    # --network as ambiguous (--network-interface); no other flag collides
+    net.add_argument("--network", "--network-name", default=d.network, choices=model_names(),
+                     help="the network to train (--network-name under horovodrun)")
     net.add_argument("--num-classes", type=int, default=d.num_classes,
                      help="training identities; read from classes.txt / the labels when not given")
     net.add_argument("--mfm-type", default=d.mfm_type, choices=MFM_TYPES, help="Max-Feature-Map variant")

@@ -210,7 +210,10 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
     """
     log = logger or logging.getLogger("lightcnn")
     ctxs = ctxs or contexts_from_gpus(config.gpus)
-    store = DistributedStore(config.kv_store, len(ctxs))
+    try:
+        store = DistributedStore(config.kv_store, len(ctxs))
+    except ValueError as error:
+        raise ConfigError("kv_store", str(error)) from None
     try:
         worker_batch = store.worker_batch(config.batch_size, len(ctxs))
     except ValueError as error:

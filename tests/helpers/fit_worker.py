@@ -1,6 +1,7 @@
 """A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.training.fit.
 
     python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
+    horovodrun -np 2 -H localhost:2 --gloo python fit_worker.py OUT_DIR EPOCHS --kv-store horovod
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
 Each part of the data is different, so workers of a dist job see different shards.
@@ -32,6 +33,12 @@ def shard(part_index, images=16, classes=NUM_CLASSES):
     return data, labels
 
 
+def shuffled_shard(part_index, epoch, images, classes):
+    data, labels = shard(part_index, images, classes)
+    order = np.random.RandomState(epoch).permutation(images)
+    return data[order], labels[order]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("out_dir")
@@ -54,11 +61,23 @@ def main():
     parser.add_argument("--pretrained", default=None)
     parser.add_argument("--freeze-trunk", action="store_true")
     parser.add_argument("--pretrained-lr-mult", type=float, default=1.0)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument("--seed-by-rank", action="store_true",
+                        help="seed 7 + Horovod rank: each worker initialises other weights (rank 0's must win)")
+    parser.add_argument("--merge-parts", type=int, default=None,
+                        help="one process reading parts 0..N-1, each batch made of every part's share in part "
+                             "order: what N workers see in one step of the same global batch")
+    parser.add_argument("--save-initial", action="store_true",
+                        help="also write the weights before and after the initial broadcast: "
+                             "own-init-rank<R>.params and initial-rank<R>.params")
     parser.add_argument("--kill-at-publish", type=int, default=None)
     parser.add_argument("--signal-at-publish", default=None, help="K:SIGNAL, e.g. 2:SIGINT")
     opts = parser.parse_args()
+    seed = 7 + (int(os.environ.get("HOROVOD_RANK", "0")) if opts.seed_by_rank else 0)
     config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
-                         lr=opts.lr, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store, mean=opts.mean,
+                         lr=opts.lr, lr_step_epochs=(1,), seed=seed, kv_store=opts.kv_store, mean=opts.mean,
+                         optimizer=opts.optimizer, dropout=opts.dropout,
                          mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
                          keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
                          pretrained=opts.pretrained, freeze_trunk=opts.freeze_trunk,
@@ -66,12 +85,27 @@ def main():
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
-        data, labels = shard(part_index if opts.part is None else opts.part, opts.images, opts.classes)
-        order = np.random.RandomState(epoch).permutation(opts.images)
-        data = data[order]
+        if opts.merge_parts:
+            parts = [shuffled_shard(part, epoch, opts.images, opts.classes) for part in range(opts.merge_parts)]
+            share = batch_size // opts.merge_parts
+            data, labels = (np.concatenate([part[k][start:start + share] for start in range(0, opts.images, share)
+                                            for part in parts]) for k in (0, 1))
+            return mx.io.NDArrayIter(data, labels, batch_size)
+        data, labels = shuffled_shard(part_index if opts.part is None else opts.part, epoch, opts.images,
+                                      opts.classes)
         if opts.nan_at_batch is not None and opts.nan_rank in (None, part_index):
             data[opts.nan_at_batch * batch_size] = np.nan
-        return mx.io.NDArrayIter(data, labels[order], batch_size)
+        return mx.io.NDArrayIter(data, labels, batch_size)
+
+    if opts.save_initial:
+        prepare = DistributedStore.prepare
+
+        def save_around_broadcast(store, net):
+            net.collect_params().save(os.path.join(opts.out_dir, f"own-init-rank{store.rank}.params"))
+            prepare(store, net)
+            net.collect_params().save(os.path.join(opts.out_dir, f"initial-rank{store.rank}.params"))
+
+        DistributedStore.prepare = save_around_broadcast
 
     if opts.desync_rank is not None:
         check_in_sync = DistributedStore.check_in_sync
