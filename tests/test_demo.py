@@ -155,7 +155,8 @@ def test_lfw_benchmark_keeps_pairs_of_untrained_identities_in_their_folds():
 
 @pytest.mark.slow
 def test_untrained_checkpoint_is_the_training_start(tmp_path):
-    """Epoch 0 of the demo equals the weights train_lightcnn.py starts from (one update at lr 0 keeps them)."""
+    """Epoch 0 of the demo equals the weights train_lightcnn.py starts from (one update at lr 1e-30, too small to
+    change any float32 weight, keeps them; a rate of 0 is refused)."""
     import subprocess
     import sys
 
@@ -173,7 +174,7 @@ def test_untrained_checkpoint_is_the_training_start(tmp_path):
     demo.save_untrained_checkpoint(str(tmp_path / "u" / "net"), 2, None, pre, 5, "in", 3.0, 0.0)
     subprocess.run([sys.executable, pipeline.TRAIN_SCRIPT, "--network", "lightcnn9",
                     "--data-train", str(tmp_path / "data" / "train.rec"), "--num-epochs", "1", "--batch-size", "16",
-                    "--lr", "0", "--dropout", "0", "--mean", "127.5", "--xavier-factor-type", "in", "--seed", "5",
+                    "--lr", "1e-30", "--dropout", "0", "--mean", "127.5", "--xavier-factor-type", "in", "--seed", "5",
                     "--model-prefix", str(tmp_path / "t" / "net")], check=True, capture_output=True)
     untrained = mx.nd.load(str(tmp_path / "u" / "net-0000.params"))
     trained = mx.nd.load(str(tmp_path / "t" / "net-0001.params"))
