@@ -1,6 +1,7 @@
 """A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.training.fit.
 
     python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
+        [--dtype bfloat16]
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
 Each part of the data is different, so workers of a dist job see different shards.
@@ -40,6 +41,7 @@ def main():
     parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--keep-checkpoints", type=int, default=0)
+    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
@@ -47,7 +49,8 @@ def main():
     config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
                          lr=1e-3, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store,
                          model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
-                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch)
+                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
+                         dtype=opts.dtype)
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
