@@ -1,0 +1,160 @@
+"""INT8 feature networks: a float32 embedding quantized by oneDNN (``mxnet.contrib.quantization``), calibrated on the
+user's own images, and cached beside the weights it came from.
+
+Calibration runs the float32 network on a fixed sample of the images being extracted and records the range of every
+layer's output; the quantized graph then computes convolutions and fully connected layers in int8 with those ranges
+(``calib_mode='naive'``: min/max; ``'entropy'``: KL-optimal thresholds, slower to calibrate). Features leave the
+network in float32.
+
+The cache: ``X-NNNN.int8-<key>-symbol.json`` and ``-0000.params`` beside ``X-NNNN.params``, and a manifest
+``X-NNNN.int8-<key>.json`` written last (it marks the cache complete and says what it was made from). The key is the
+sha256 of everything the quantized model depends on: the weights file's content, the network (the sidecar's model
+and preprocessing, or the exported graph's content), the calibration images' pixels as the network sees them, the
+calibration mode, the quantization recipe of this module and the MXNet version. A different checkpoint, image sample
+or mode gives another key, so a stale model is never reused.
+"""
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+import tempfile
+import warnings
+
+import numpy as np
+
+import mxnet as mx
+from mxnet import gluon
+
+from lightcnn import files
+
+CALIB_MODES = ("naive", "entropy")
+DEFAULT_CALIB_IMAGES = 256
+# what this module does to a graph; change it when the recipe changes, so caches of the old one are not reused
+RECIPE = {"version": 1, "quantized_dtype": "auto", "quantize_mode": "full", "granularity": "tensor-wise",
+          "subgraph_backend": "MKLDNN_QUANTIZE"}
+
+logger = logging.getLogger(__name__)
+
+
+class QuantizationError(ValueError):
+    """Quantization cannot be done as asked (no usable calibration image, a GPU); the message says why."""
+
+
+def calibration_sample(paths, count, seed=0):
+    """Indices of ``count`` images spread over ``paths`` (a fixed random sample, in list order)."""
+    if count < 1:
+        raise QuantizationError(f"--calib-images must be positive, got {count}")
+    indices = list(range(len(paths)))
+    return sorted(random.Random(seed).sample(indices, min(count, len(indices))))
+
+
+def cache_key(weights_sha256, network_identity, calib_data, calib_mode):
+    """The sha256 of everything the quantized model depends on (see the module doc)."""
+    digest = hashlib.sha256()
+    record = {"weights": weights_sha256, "network": network_identity, "calib_mode": calib_mode,
+              "calib_shape": list(calib_data.shape), "recipe": RECIPE, "mxnet": mx.__version__}
+    digest.update(json.dumps(record, sort_keys=True).encode())
+    digest.update(np.ascontiguousarray(calib_data, dtype=np.float32).tobytes())
+    return digest.hexdigest()
+
+
+def cache_base(params_file, key):
+    """``X-NNNN.params`` -> ``X-NNNN.int8-<first 16 hex of key>`` (the cache's files add their suffixes)."""
+    stem = params_file[:-len(".params")] if params_file.endswith(".params") else params_file
+    return f"{stem}.int8-{key[:16]}"
+
+
+class QuantizedEmbedding:
+    """An int8 embedding network (a SymbolBlock with one output, the 256-d feature, in float32)."""
+
+    def __init__(self, block, source):
+        self.block = block
+        self.source = source  # where it was read from, or "calibrated now"
+
+    def features(self, x):
+        return self.block(x)
+
+
+def quantize(embedding, calib_data, calib_mode="naive", ctx=None, batch_size=64):
+    """``embedding`` (a float32 HybridBlock mapping ``data`` to the feature) quantized to int8 and calibrated on
+    ``calib_data`` (N, C, H, W) float32."""
+    from mxnet.contrib import quantization
+    ctx = ctx or mx.cpu()
+    if ctx.device_type != "cpu":
+        raise QuantizationError("INT8 extraction runs on the CPU (oneDNN); MXNet 1.9.1 has no int8 GPU path for "
+                                "these layers")
+    if calib_mode not in CALIB_MODES:
+        raise QuantizationError(f"unknown calibration mode {calib_mode!r}; valid: {', '.join(CALIB_MODES)}")
+    calib_iter = mx.io.NDArrayIter(data={"data": calib_data}, batch_size=min(batch_size, len(calib_data)))
+    quiet = logging.getLogger("lightcnn.quantize.mxnet")
+    quiet.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        block = quantization.quantize_net_v2(
+            embedding, quantized_dtype=RECIPE["quantized_dtype"], quantize_mode=RECIPE["quantize_mode"],
+            quantize_granularity=RECIPE["granularity"], calib_data=calib_iter, calib_mode=calib_mode,
+            num_calib_examples=len(calib_data), ctx=ctx, logger=quiet)
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block
+
+
+def load_or_quantize(embedding, params_file, network_identity, calib_data, calib_mode="naive", ctx=None,
+                     log=None):
+    """The cached int8 model of this (weights, network, calibration) when there is one, else a new one, calibrated
+    and cached. Returns a :class:`QuantizedEmbedding`."""
+    log = log or logger
+    ctx = ctx or mx.cpu()
+    key = cache_key(files.sha256(params_file), network_identity, calib_data, calib_mode)
+    base = cache_base(params_file, key)
+    symbol_file, weights_file, manifest = f"{base}-symbol.json", f"{base}-0000.params", f"{base}.json"
+    if os.path.exists(manifest) and _manifest_key(manifest) == key and os.path.exists(symbol_file) \
+            and os.path.exists(weights_file):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            block = gluon.SymbolBlock.imports(symbol_file, ["data"], weights_file, ctx=ctx)
+        block.hybridize(static_alloc=True, static_shape=True)
+        log.info("int8 model reused from %s (same weights, network and calibration images)", manifest)
+        return QuantizedEmbedding(block, manifest)
+    log.info("calibrating the int8 model on %d images (%s mode)", len(calib_data), calib_mode)
+    block = quantize(embedding, mx.nd.array(calib_data), calib_mode, ctx)
+    block(mx.nd.array(calib_data[:1], ctx=ctx))  # builds the graph export needs
+    _save(block, base, {"key": key, "weights": os.path.basename(params_file), "network": network_identity,
+                        "calib_images": len(calib_data), "calib_mode": calib_mode, "recipe": RECIPE,
+                        "mxnet": mx.__version__})
+    log.info("int8 model cached as %s", manifest)
+    return QuantizedEmbedding(block, "calibrated now")
+
+
+def _manifest_key(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _save(block, base, manifest):
+    """Export into a hidden folder beside the cache and rename into place, the manifest last."""
+    folder = os.path.dirname(os.path.abspath(base))
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(base)}-", dir=folder)
+    try:
+        block.export(os.path.join(staging, "q"), epoch=0)
+        with open(os.path.join(staging, "manifest.json"), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1, sort_keys=True)
+        for temp, final in ((os.path.join(staging, "q-symbol.json"), f"{base}-symbol.json"),
+                            (os.path.join(staging, "q-0000.params"), f"{base}-0000.params"),
+                            (os.path.join(staging, "manifest.json"), f"{base}.json")):
+            files.publish(temp, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def operator_summary(block):
+    """``{operator: count}`` of a (quantized) SymbolBlock's graph: which layers run in int8, which stay float32."""
+    counts = {}
+    for node in json.loads(block._cached_graph[1].tojson())["nodes"] if block._cached_graph else []:
+        if node["op"] != "null":
+            counts[node["op"]] = counts.get(node["op"], 0) + 1
+    return counts
