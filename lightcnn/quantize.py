@@ -158,3 +158,69 @@ def operator_summary(block):
         if node["op"] != "null":
             counts[node["op"]] = counts.get(node["op"], 0) + 1
     return counts
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The int8-friendly form of MFM 2/1
+
+def sum_relu_form(embedding, ctx=None):
+    """The same function as ``embedding`` (a float32 LightCNN Embedding), with every MFM 2/1 written as
+    ``max(a, b) = b + relu(a - b)``: the halves' difference is one linear layer of its own (weights W_a - W_b,
+    bias b_a - b_b), so each MFM becomes a layer with ReLU and a layer whose output is summed with it. oneDNN fuses
+    both into its convolutions (ReLU and sum post-ops) and quantizes them, where ``split`` and ``maximum`` have no
+    int8 kernels and make the graph dequantize and requantize around every MFM. Max pooling moves after the MFM (it
+    commutes with the maximum, not with the sum). MFM 3/2 and the max+average pools of 29v2 keep their own form.
+
+    Returns a SymbolBlock (input ``data``, output the feature) with its parameters loaded on ``ctx``."""
+    from lightcnn import model
+    ctx = ctx or mx.cpu()
+    values = {}
+    data = mx.sym.var("data")
+
+    def linear(layer, x, name, rows, shift=None):
+        """``layer``'s linear part restricted to output ``rows`` (minus rows ``shift``), as a new symbol."""
+        weight, bias = layer.weight.data(ctx).copy(), layer.bias.data(ctx).copy()
+        w, b = weight[rows[0]:rows[1]], bias[rows[0]:rows[1]]
+        if shift is not None:
+            w, b = w - weight[shift[0]:shift[1]], b - bias[shift[0]:shift[1]]
+        values[f"{name}_weight"], values[f"{name}_bias"] = w, b
+        w_var, b_var = mx.sym.var(f"{name}_weight"), mx.sym.var(f"{name}_bias")
+        if isinstance(layer, gluon.nn.Conv2D):
+            kwargs = layer._kwargs
+            return mx.sym.Convolution(x, w_var, b_var, kernel=kwargs["kernel"], stride=kwargs["stride"],
+                                      pad=kwargs["pad"], num_filter=rows[1] - rows[0], name=name)
+        return mx.sym.FullyConnected(x, w_var, b_var, num_hidden=rows[1] - rows[0], name=name)
+
+    def mfm(layer, x, name):
+        half = layer.weight.shape[0] // 2
+        diff = mx.sym.Activation(linear(layer, x, f"{name}_d", (0, half), shift=(half, 2 * half)), act_type="relu")
+        return mx.sym.elemwise_add(linear(layer, x, f"{name}_e", (half, 2 * half)), diff, name=f"{name}_max")
+
+    def build(block, x):
+        if isinstance(block, model.MFMConv) and block._mfm_type == "2/1" and block._pool in (None, "max"):
+            x = mfm(block.conv, x, block.name)
+            if block._pool:  # 2x2 stride 2, Caffe's ceil mode, as model._pool
+                x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max", pooling_convention="full")
+            return x
+        if isinstance(block, model.MFMDense) and block._mfm_type == "2/1":
+            return mfm(block.fc, x, block.name)
+        if isinstance(block, model.Group):
+            return build(block.conv, build(block.conv_a, x))
+        if isinstance(block, model.ResBlock):
+            return mx.sym.elemwise_add(x, build(block.conv2, build(block.conv1, x)))
+        if isinstance(block, (gluon.nn.HybridSequential, model.Embedding)):
+            for child in block._children.values():
+                x = build(child, x)
+            return x
+        # anything else (MFM 3/2, 29v2's pools, its plain fc head): the block itself, with its own parameters
+        for name, param in block.collect_params().items():
+            values[name] = param.data(ctx)
+        return block(x)
+
+    output = build(embedding, data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        block = gluon.SymbolBlock(output, data)
+    block.collect_params().load_dict({f"arg:{k}": v for k, v in values.items()}, ctx=ctx)
+    block.hybridize(static_alloc=True, static_shape=True)
+    return block

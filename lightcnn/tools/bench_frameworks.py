@@ -19,7 +19,8 @@ import sys
 import time
 
 FRAMEWORKS = ("mxnet", "pytorch")
-DTYPES = ("float32", "bfloat16", "int8")
+# int8-sumrelu: MXNet only, the int8 network built from quantize.sum_relu_form (every MFM as b + relu(a - b))
+DTYPES = ("float32", "bfloat16", "int8", "int8-sumrelu")
 MODES = ("infer", "train")
 NUM_CLASSES = 1000
 CALIB_IMAGES = 64
@@ -60,8 +61,11 @@ def mxnet_step(network, dtype, mode, batch_size):
         embedding(data)
         if dtype == "bfloat16":
             embedding = precision.convert_for_inference(embedding, "bfloat16", mx.cpu())
-        elif dtype == "int8":
+        elif dtype.startswith("int8"):
             calib = mx.nd.random.uniform(-1, 1, shape=(CALIB_IMAGES,) + net.input_shape)
+            if dtype == "int8-sumrelu":
+                embedding = quantize.sum_relu_form(embedding)
+                embedding(data)
             embedding = quantize.quantize(embedding, calib, "naive")
         return lambda: embedding(data).wait_to_read()
     label = mx.nd.array([i % NUM_CLASSES for i in range(batch_size)])
@@ -184,8 +188,10 @@ def _fx_int8(module, torch, shape):
 def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0):
     """Time one configuration in this process; returns the record ``bench_model --compare`` reads."""
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-    if mode == "train" and dtype == "int8":
+    if mode == "train" and dtype.startswith("int8"):
         raise ValueError("int8 is for inference only")
+    if framework == "pytorch" and dtype == "int8-sumrelu":
+        raise ValueError("int8-sumrelu is a form of this project's MXNet network")
     start_rss = peak_rss_mb()
     if framework == "mxnet":
         import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS before MXNet reads it)
