@@ -7,6 +7,10 @@ resident memory of a process (``ru_maxrss``) is then that configuration's alone:
 graphs and buffers, its allocator's pools.
 
     python -m lightcnn.tools.bench_frameworks --framework mxnet --dtype bfloat16 --mode train [--network lightcnn9]
+    python -m lightcnn.tools.bench_frameworks --framework mxnet --dtype int8 --mode infer --profile 10
+
+``--profile N`` (MXNet) runs N steps under MXNet's profiler after the warm-up and prints its per-operator table
+(total and mean milliseconds, calls): where the time of a configuration goes.
 
 Inference is the 256-d feature (the embedding network: what extraction runs); training is forward + softmax loss +
 backward + Adam step of the whole classifier network, as in ``bench_model``.
@@ -185,7 +189,26 @@ def _fx_int8(module, torch, shape):
 
 # ----------------------------------------------------------------------------------------------------------------
 
-def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0):
+def profile_mxnet(step, steps, warmup=3):
+    """MXNet's aggregate per-operator profile of ``steps`` calls of ``step`` (after ``warmup``), as its table."""
+    import tempfile
+
+    import mxnet as mx
+    for _ in range(warmup):
+        step()
+    mx.nd.waitall()
+    with tempfile.TemporaryDirectory() as folder:
+        mx.profiler.set_config(profile_all=True, aggregate_stats=True, continuous_dump=False,
+                               filename=os.path.join(folder, "profile.json"))
+        mx.profiler.set_state("run")
+        for _ in range(steps):
+            step()
+        mx.nd.waitall()
+        mx.profiler.set_state("stop")
+        return mx.profiler.dumps(reset=True, format="table", sort_by="total", ascending=False)
+
+
+def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0, profile_steps=0):
     """Time one configuration in this process; returns the record ``bench_model --compare`` reads."""
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     if mode == "train" and dtype.startswith("int8"):
@@ -198,6 +221,10 @@ def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=
         step = mxnet_step(network, dtype, mode, batch_size)
     else:
         step = pytorch_step(network, dtype, mode, batch_size, threads)
+    if profile_steps:
+        if framework != "mxnet":
+            raise ValueError("--profile is MXNet's profiler")
+        return {"profile": profile_mxnet(step, profile_steps), "steps": profile_steps, "batch_size": batch_size}
     rate = batch_size * timed(step, seconds)
     return {"framework": framework, "dtype": dtype, "mode": mode, "network": network, "batch_size": batch_size,
             "threads": threads, "images_per_s": rate, "peak_rss_mb": peak_rss_mb(),
@@ -213,8 +240,17 @@ def main(argv=None):
     parser.add_argument("--network", default="lightcnn9")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="MXNet: profile N steps and print the per-operator table instead of timing")
     args = parser.parse_args(argv)
-    record = measure(args.framework, args.dtype, args.mode, args.network, args.batch_size, args.seconds)
+    if args.profile:  # one entry per operator: MXNet otherwise runs (and profiles) a graph's operators in bulk
+        os.environ["MXNET_EXEC_BULK_EXEC_INFERENCE"] = os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
+    record = measure(args.framework, args.dtype, args.mode, args.network, args.batch_size, args.seconds,
+                     args.profile)
+    if args.profile:
+        print(f"MXNet profile of {args.profile} {args.mode} steps, {args.dtype}, batch {args.batch_size}:")
+        print(record["profile"])
+        return 0
     print("RESULT " + json.dumps(record), flush=True)
     return 0
 
