@@ -344,6 +344,9 @@ def build_parser():
                      help="images of the list (a fixed sample spread over it) the int8 ranges are calibrated on")
     low.add_argument("--calib-mode", default="naive", choices=quantize.CALIB_MODES,
                      help="naive: each layer's min/max; entropy: KL-optimal thresholds (slower to calibrate)")
+    low.add_argument("--int8-mfm", default="max", choices=quantize.MFM_FORMS,
+                     help="max: MFM as split + maximum between int8 layers (accurate); sum-relu: as b + relu(a - b), "
+                          "all int8 (faster, less accurate: README, 'Precision')")
 
     run = parser.add_argument_group("Computation")
     run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")
@@ -425,8 +428,9 @@ def _extract(argv):
         identity = {"symbol_sha256": files.sha256(args.symbol), "preprocess": preprocess.to_dict()}
     if args.quantize:
         calib = calibration_data(paths, args.calib_images, preprocess, log)
-        net = low_precision_embedding(net, ctxs, preprocess.data_shape, quantize_int8=True, params_file=params_file, identity=identity,
-                                      calib_data=calib, calib_mode=args.calib_mode, log=log)
+        net = low_precision_embedding(net, ctxs, preprocess.data_shape, quantize_int8=True, params_file=params_file,
+                                      identity=identity, calib_data=calib, calib_mode=args.calib_mode,
+                                      mfm_form=args.int8_mfm, log=log)
     elif args.dtype != "float32":
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, dtype=args.dtype)
         log.info("the network computes in %s (features are written as float32)", args.dtype)

@@ -119,7 +119,8 @@ def test_cache_key_changes_with_weights_network_images_and_mode():
     for key in (quantize.cache_key("w2", {"model": 1}, data, "naive"),
                 quantize.cache_key("w", {"model": 2}, data, "naive"),
                 quantize.cache_key("w", {"model": 1}, changed, "naive"),
-                quantize.cache_key("w", {"model": 1}, data, "entropy")):
+                quantize.cache_key("w", {"model": 1}, data, "entropy"),
+                quantize.cache_key("w", {"model": 1}, data, "naive", "sum-relu")):
         assert key != base
     assert quantize.cache_base("/x/m-0003.params", base) == f"/x/m-0003.int8-{base[:16]}"
 
