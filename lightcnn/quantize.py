@@ -10,8 +10,9 @@ The cache: ``X-NNNN.int8-<key>-symbol.json`` and ``-0000.params`` beside ``X-NNN
 ``X-NNNN.int8-<key>.json`` written last (it marks the cache complete and says what it was made from). The key is the
 sha256 of everything the quantized model depends on: the weights file's content, the network (the sidecar's model
 and preprocessing, or the exported graph's content), the calibration images' pixels as the network sees them, the
-calibration mode, the quantization recipe of this module and the MXNet version. A different checkpoint, image sample
-or mode gives another key, so a stale model is never reused.
+calibration mode, the MFM form, the quantization recipe of this module, the MXNet version and MXNet's environment
+switches of its oneDNN graph passes. A different checkpoint, image sample, mode or form gives another key, so a stale
+model is never reused.
 """
 import hashlib
 import json
