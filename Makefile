@@ -6,8 +6,14 @@ BIN := $(VENV)/bin
 REQUIREMENTS ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo requirements-gpu.txt || echo requirements.txt)
 STAMP := $(VENV)/.installed-$(basename $(notdir $(REQUIREMENTS)))
 TEST_STAMP := $(VENV)/.installed-test
+HOROVOD_STAMP := $(VENV)/.installed-horovod
+# Horovod for --kv-store horovod: MXNet only, the Gloo controller, no MPI (even where MPI is installed). The build has
+# to see the venv's MXNet, hence --no-build-isolation (and wheel, which that needs). pip keeps the wheel it built in
+# its cache and reuses it on the next install of the same version, so only the first install compiles (minutes).
+HOROVOD_BUILD := HOROVOD_WITH_MXNET=1 HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_PYTORCH=1 HOROVOD_WITH_GLOO=1 \
+	HOROVOD_WITHOUT_MPI=1 MAKEFLAGS=-j$(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: venv test demo bench lfw clean
+.PHONY: venv horovod test demo bench lfw clean
 
 venv: $(STAMP)
 
@@ -24,7 +30,18 @@ $(TEST_STAMP): requirements-test.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
 	touch $@
 
-test: $(TEST_STAMP)
+# optional: Horovod with MXNet support in the same venv (`make test` builds it: its tests run in CI)
+horovod: $(HOROVOD_STAMP)
+
+$(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt
+	$(BIN)/python -m pip install --quiet $$(grep '^wheel==' requirements-horovod.txt)
+	$(HOROVOD_BUILD) $(BIN)/python -m pip install --quiet --no-build-isolation -r requirements-horovod.txt
+	@# a wheel cached from a build that did not see MXNet would install without it: say so, not later in a test
+	@$(BIN)/python -c "import horovod.mxnet" || { echo "Horovod has no MXNet support: remove the cached wheel" \
+	"(pip cache remove horovod) and run make horovod again"; exit 1; }
+	touch $@
+
+test: $(TEST_STAMP) $(HOROVOD_STAMP)
 	$(BIN)/python -m pytest
 
 demo: venv

@@ -13,6 +13,7 @@ folder beside the checkpoint first and renamed into place only when all of them 
 A process killed between two renames can leave one save's weights beside another save's sidecar; the checksums make
 such a mix an error at load time instead of a silent resume.
 """
+import contextlib
 import dataclasses
 import glob
 import json
@@ -59,7 +60,8 @@ class TrainingState:
     ``config`` holds the run's settings (``lightcnn.training.TrainConfig``, as a dict); ``lr`` the rate of the epoch
     just trained; ``plateau`` the plateau rule's state; ``metrics`` the epoch's row of the metrics CSV;
     ``optimizer_states_saved`` is False for dist_async (the servers hold them); ``partial_epoch`` marks an
-    interrupted epoch (``PREFIX-interrupted-*``).
+    interrupted epoch (``PREFIX-interrupted-*``); ``history`` lists the settings changed at each resume
+    (``{"epoch": N, "changed": {setting: [before, after]}}``).
     """
 
     config: dict = dataclasses.field(default_factory=dict)
@@ -68,6 +70,7 @@ class TrainingState:
     metrics: dict = dataclasses.field(default_factory=dict)
     optimizer_states_saved: bool = True
     partial_epoch: bool = False
+    history: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -176,44 +179,86 @@ def _staging_prefix(prefix):
     return f".{os.path.basename(prefix)}-saving-"
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (a full or read-only disk); the message names the file and what was being
+    written. The checkpoints saved before are intact and nothing of this save is left behind."""
+
+
 def save(net, trainer, prefix, sidecar):
     """Export ``net`` (hybridized, run at least once), save ``trainer``'s states (when given) and ``sidecar`` as
-    the checkpoint of ``sidecar.epoch``. Returns the sidecar as written (with its checksums)."""
+    the checkpoint of ``sidecar.epoch``. Returns the sidecar as written (with its checksums).
+
+    Everything is written into a hidden staging folder first. Then the epoch's old sidecar (if another run saved
+    this epoch before) is removed, the new files are renamed into place and the new sidecar goes last: a kill at
+    any moment leaves this epoch with the old save complete, or with no sidecar (not a checkpoint), or the new save
+    complete; the checksums catch anything else.
+    """
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=_staging_prefix(prefix) + f"{os.getpid()}-", dir=folder)
     epoch = sidecar.epoch
+    export_prefix = os.path.join(staging, "net")
+    moves = [(f"{export_prefix}-symbol.json", symbol_path(prefix)),
+             (params_path(export_prefix, epoch), params_path(prefix, epoch))]
     try:
-        export_prefix = os.path.join(staging, "net")
-        net.export(export_prefix, epoch=epoch)
-        moves = [(f"{export_prefix}-symbol.json", symbol_path(prefix)),
-                 (params_path(export_prefix, epoch), params_path(prefix, epoch))]
+        with _writing("the network graph and weights", params_path(prefix, epoch)):
+            net.export(export_prefix, epoch=epoch)
         checksums = {"params": files.sha256(moves[1][0])}
         if trainer is not None:
-            trainer.save_states(os.path.join(staging, "trainer.states"))
+            with _writing("the optimizer states", states_path(prefix, epoch)):
+                trainer.save_states(os.path.join(staging, "trainer.states"))
             moves.append((os.path.join(staging, "trainer.states"), states_path(prefix, epoch)))
             checksums["states"] = files.sha256(moves[-1][0])
         written = dataclasses.replace(sidecar, checksums=checksums)
-        with open(os.path.join(staging, "sidecar.json"), "w", encoding="utf-8") as f:
-            json.dump(files.json_safe(written.to_dict()), f, indent=2, sort_keys=True, allow_nan=False)
+        with _writing("the sidecar", sidecar_path(prefix, epoch)):
+            with open(os.path.join(staging, "sidecar.json"), "w", encoding="utf-8") as f:
+                json.dump(files.json_safe(written.to_dict()), f, indent=2, sort_keys=True, allow_nan=False)
         moves.append((os.path.join(staging, "sidecar.json"), sidecar_path(prefix, epoch)))
-        for temp, final in moves:
-            files.publish(temp, final)
+        with _writing("the files into place", params_path(prefix, epoch)):
+            files.remove_quietly(sidecar_path(prefix, epoch))
+            for temp, final in moves:
+                files.publish(temp, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return written
 
 
+@contextlib.contextmanager
+def _writing(what, path):
+    """Turn a failed write (Python's OSError, or MXNet's C++ 'FileStream.Write incomplete') into one clear error."""
+    import mxnet as mx
+    try:
+        yield
+    except (OSError, mx.base.MXNetError) as error:
+        if isinstance(error, OSError) and error.errno:
+            reason = os.strerror(error.errno)
+        else:
+            reason = (str(error).strip().splitlines() or ["the write failed"])[0]
+        free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+        raise CheckpointWriteError(f"cannot write {what} of {path}: {reason} ({free / 2 ** 20:.0f} MB free on its "
+                                   f"device); the checkpoints saved before are intact") from None
+
+
 def remove_leftovers(prefix):
-    """Remove the staging folders that killed saves under ``prefix`` left behind (not those of a live process).
-    Returns the paths removed."""
+    """Remove what killed runs under ``prefix`` left behind: staging folders of interrupted saves (not those of a
+    live process) and temporary files of the metrics and curve. Returns the paths removed."""
     folder = os.path.dirname(os.path.abspath(prefix))
+    base = re.escape(os.path.basename(prefix))
+    staging = re.compile(rf"^\.{base}(-interrupted)?-saving-(\d+)-")
+    temporary = re.compile(rf"^\.{base}-(metrics\.csv|curve\.png)\..+\.tmp")
     removed = []
-    for path in glob.glob(os.path.join(glob.escape(folder), glob.escape(_staging_prefix(prefix)) + "*")):
-        match = re.match(re.escape(_staging_prefix(prefix)) + r"(\d+)-", os.path.basename(path))
-        if match and int(match.group(1)) != os.getpid() and _alive(int(match.group(1))):
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        path = os.path.join(folder, name)
+        match = staging.match(name)
+        if match and os.path.isdir(path):
+            pid = int(match.group(2))
+            if pid != os.getpid() and _alive(pid):
+                continue
+            shutil.rmtree(path, ignore_errors=True)
+        elif temporary.match(name) and os.path.isfile(path):
+            files.remove_quietly(path)
+        else:
             continue
-        shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
 
@@ -278,6 +323,13 @@ def load_weights(net, prefix, sidecar, ctx):
     """Load the checkpoint's verified ``.params`` into ``net`` (built from ``sidecar``)."""
     path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
     _mxnet_read(path, lambda: net.collect_params().load(path, ctx=ctx))
+
+
+def load_embedding(net, prefix, sidecar, ctx):
+    """Load only the trunk and embedding of the checkpoint's verified ``.params`` into ``net`` (of the same network;
+    its classifier may be of another size): the start of a fine-tuning."""
+    path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
+    _mxnet_read(path, lambda: net.embedding.collect_params().load(path, ctx=ctx, ignore_extra=True))
 
 
 def load_states(trainer, prefix, sidecar):

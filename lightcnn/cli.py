@@ -75,6 +75,6 @@ def run(body, argv=None, failures=()):
         print(f"error: {message}", file=sys.stderr)
         _to_log_files(message)
         return 1 if isinstance(error, failures) else 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM in training (lightcnn.training.stopping)
+        print(f"interrupted ({getattr(interrupt, 'signal_name', 'SIGINT')})", file=sys.stderr)
+        return getattr(interrupt, "exit_status", 130)

@@ -101,6 +101,24 @@ _REC_MAGIC = 0xCED7230A
 _IR_HEADER = struct.Struct("IfQQ")  # flag, label, id, id2: mx.recordio.IRHeader
 
 
+def _record_start(f, rec_path, size, key, offset):
+    """The first bytes of a record (magic, length, image header), after checking that the whole record lies inside
+    the file: a truncated .rec, or an .idx of another file, is an error here rather than in MXNet's C++ reader."""
+    if offset + 8 + _IR_HEADER.size > size:
+        raise ValueError(f"{rec_path}: record key {key} at offset {offset} lies beyond the end of the file "
+                         f"({size} bytes): the .rec is truncated or the .idx belongs to another file")
+    f.seek(offset)
+    raw = f.read(8 + _IR_HEADER.size)
+    magic, length = struct.unpack("II", raw[:8])
+    if magic != _REC_MAGIC:
+        raise ValueError(f"{rec_path}: no record at offset {offset} (key {key}): the .idx does not match the .rec")
+    end = offset + 8 + (length & ((1 << 29) - 1))  # the top 3 bits flag multi-part records
+    if end > size:
+        raise ValueError(f"{rec_path}: record key {key} at offset {offset} ends at byte {end}, beyond the end of "
+                         f"the file ({size} bytes): the .rec is truncated")
+    return raw
+
+
 def read_labels(rec_path):
     """Labels of every record, reading only the headers through the ``.idx`` offsets.
 
@@ -114,15 +132,7 @@ def read_labels(rec_path):
     size = os.path.getsize(rec_path)
     with open(rec_path, "rb") as f:
         for i, (key, offset) in enumerate(index):
-            if offset + 8 + _IR_HEADER.size > size:
-                raise ValueError(f"{rec_path}: record key {key} at offset {offset} lies beyond the end of the file "
-                                 f"({size} bytes): the .rec is truncated or the .idx belongs to another file")
-            f.seek(offset)
-            raw = f.read(8 + _IR_HEADER.size)
-            magic, _ = struct.unpack("II", raw[:8])
-            if magic != _REC_MAGIC:
-                raise ValueError(f"{rec_path}: no record at offset {offset} (key {key}): the .idx does not match "
-                                 f"the .rec")
+            raw = _record_start(f, rec_path, size, key, offset)
             flag, label, rec_id, _ = _IR_HEADER.unpack(raw[8:])
             if flag != 0:
                 raise ValueError(f"{rec_path}: record key {key} (id {rec_id}) has {flag} labels; one class label "
@@ -187,6 +197,10 @@ def check_record_file(rec_path, preprocess=Preprocess(), samples=3):
     picks = sorted({round(i * (len(index) - 1) / max(samples - 1, 1)) for i in range(samples)})
     size = preprocess.image_size
     colour = False
+    file_size = os.path.getsize(rec_path)
+    with open(rec_path, "rb") as f:
+        for pos in picks + [max(range(len(index)), key=lambda i: index[i][1])]:  # and the record nearest the end
+            _record_start(f, rec_path, file_size, *index[pos])
     reader = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "r")
     try:
         for pos in picks:

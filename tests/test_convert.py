@@ -215,3 +215,22 @@ def test_the_authors_class_counts(network, num_classes, faces, tmp_path):
     assert ours[0].shape == (len(batch), num_classes)
     assert relative_difference(ours[0], theirs[0]) < TOLERANCE
     assert relative_difference(ours[1], theirs[1]) < TOLERANCE
+
+
+def test_fine_tuning_starts_from_a_converted_checkpoint(saved, tmp_path):
+    """--pretrained takes the authors' trunk and embedding (converted) and sizes a fresh classifier for new data."""
+    model, path = saved("lightcnn9")
+    net, source = convert.load_pytorch_checkpoint(str(path))
+    prefix = str(tmp_path / "authors" / "lightcnn9")
+    convert.write_checkpoint(net, source, prefix)
+    worker = ROOT / "tests" / "helpers" / "fit_worker.py"
+    done = subprocess.run([sys.executable, str(worker), str(tmp_path / "tuned"), "1", "--classes", "3",
+                           "--pretrained", prefix, "--freeze-trunk"], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    tuned = checkpoint.read_sidecar(str(tmp_path / "tuned" / "m"), 1)
+    assert tuned.model.num_classes == 3 and tuned.origin["pretrained"]["origin"]["kind"] == "converted"
+    weights = {k.split(":", 1)[-1]: v.asnumpy() for k, v in mx.nd.load(str(tmp_path / "tuned" / "m-0001.params"))
+               .items()}
+    first_conv = model.state_dict()["features.0.filter.weight"].numpy()
+    np.testing.assert_array_equal(weights["lightcnn9_mfmconv0_conv0_weight"], first_conv)  # frozen: the authors'

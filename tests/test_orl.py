@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from lightcnn.checkpoint import read_sidecar
+from lightcnn.tools.finetune_benchmark import unseen_pairs
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -58,21 +59,6 @@ def test_orl_training_reaches_validation_accuracy_well_above_chance(orl_model):
     assert "Speed:" in orl_model["log"] and "Validation-accuracy=" in orl_model["log"]
 
 
-def _unseen_people_pairs():
-    """Every same/different pair of the ten people never trained on (s31-s40, 10 images each): 450 matched and
-    4,500 mismatched, dealt round-robin into 10 folds of each kind."""
-    from lightcnn.lfw import Pair
-    keys = [f"s{p}/{i}.pgm" for p in range(31, 41) for i in range(1, 11)]
-    matched, mismatched = [], []
-    for a in range(len(keys)):
-        for b in range(a + 1, len(keys)):
-            same = keys[a].split("/")[0] == keys[b].split("/")[0]
-            (matched if same else mismatched).append((keys[a], keys[b]))
-    pairs = [Pair(k1, k2, True, i % 10) for i, (k1, k2) in enumerate(matched)]
-    pairs += [Pair(k1, k2, False, i % 10) for i, (k1, k2) in enumerate(mismatched)]
-    return keys, pairs
-
-
 # The measured figures, and the raw-pixel baseline for scale, are in the README ("ORL"). The classes are 1:10
 # unbalanced, so "always different" scores 0.909: the bars are set on accuracy above that and on AUC (chance 0.5).
 VERIFY_AUC_BAR = 0.85
@@ -84,7 +70,7 @@ def test_orl_verification_of_unseen_people(orl_model, shared_data):
     from lightcnn.extract import extract_features
     from lightcnn.images import load_eval_image
     from lightcnn.verification import Features, format_table, verify
-    keys, pairs = _unseen_people_pairs()
+    keys, pairs = unseen_pairs()
     net, preprocess, _ = load_checkpoint_embedding(str(orl_model["prefix"]))
     extracted = extract_features(net, [shared_data / "orl_faces" / k for k in keys], preprocess, keys=keys,
                                  log_interval=None)

@@ -128,5 +128,5 @@ def test_a_resume_may_change_the_dtype_and_says_so(bf16_run, tmp_path):
         shutil.copy(bf16_run / name, tmp_path / name)
     run_worker(tmp_path, 2, "--load-epoch", "1")  # float32
     log = (tmp_path / "worker.log").read_text()
-    assert "the checkpoint of epoch 1 was trained in bfloat16, this run continues in float32" in log
+    assert "settings changed since that checkpoint: dtype bfloat16 -> float32" in log
     assert checkpoint.read_sidecar(str(tmp_path / "m"), 2).training.config["dtype"] == "float32"

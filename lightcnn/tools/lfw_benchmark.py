@@ -28,11 +28,11 @@ import os
 import sys
 import time
 
-from lightcnn import cli, files, init, lfw, precision
+from lightcnn import files, init, lfw, precision
 from lightcnn import verification as v
 from lightcnn.checkpoint import read_sidecar
-from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pct,
-                                     pack_identities, pair_identities, pair_images, train_command,
+from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
+                                     pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
                                      training_identities, write_pixel_features)
 
 RUN_FOLDERS = ("data", "model", "features", "eval", "logs")
@@ -221,14 +221,9 @@ def _feature_kinds(text):
     return kinds
 
 
-def _benchmark(argv):
-    run(resolve_recipe(build_parser().parse_args(argv)))
-    return 0
-
-
 def main(argv=None):
-    """``make lfw``; returns the exit status (1: a step failed, 2: bad input)."""
-    return cli.run(_benchmark, argv, failures=(PipelineError,))
+    """Returns the exit status (1: a step failed, 2: bad input)."""
+    return tool_main(build_parser, lambda args: run(resolve_recipe(args)), argv)
 
 
 if __name__ == "__main__":

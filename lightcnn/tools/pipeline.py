@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from lightcnn import files
+from lightcnn import cli, files
 from lightcnn.extract import save_features_mat
 from lightcnn.images import load_eval_image
 
@@ -69,6 +69,14 @@ class Steps:
         return log_path
 
 
+def tool_main(build_parser, run, argv=None):
+    """A tool's command line: ``run(parsed arguments)``; a failed step exits 1, bad input 2 (``lightcnn.cli``)."""
+    def body(args):
+        run(build_parser().parse_args(args))
+        return 0
+    return cli.run(body, argv, failures=(PipelineError,))
+
+
 def claim_output(out, run_folders):
     """Use ``out`` only if it is new, empty or made by one of these tools; then clear the sub-folders a run
     rewrites."""
@@ -86,7 +94,8 @@ def claim_output(out, run_folders):
 def train_command(data_dir, prefix, epochs, batch_size, lr, lr_step_epochs, mean, xavier_factor_type, seed,
                   disp_batches, has_val, **more):
     """``train_lightcnn.py`` on ``data_dir``'s RecordIO with Adam, keeping the last epoch's checkpoint only;
-    ``more`` adds flags (``wd=5e-4`` -> ``--wd 0.0005``; None values are left out)."""
+    ``more`` adds flags (``wd=5e-4`` -> ``--wd 0.0005``, ``freeze_trunk=True`` -> ``--freeze-trunk``; None and
+    False are left out)."""
     command = [sys.executable, TRAIN_SCRIPT, "--network", NETWORK,
                "--data-train", os.path.join(data_dir, "train.rec"), "--num-epochs", str(epochs),
                "--batch-size", str(batch_size), "--optimizer", "adam", "--lr", f"{lr:g}",
@@ -96,8 +105,11 @@ def train_command(data_dir, prefix, epochs, batch_size, lr, lr_step_epochs, mean
     if has_val:
         command += ["--data-val", os.path.join(data_dir, "val.rec")]
     for name, value in more.items():
-        if value is not None:
-            command += ["--" + name.replace("_", "-"), f"{value:g}" if isinstance(value, float) else str(value)]
+        if value is None or value is False:
+            continue
+        command.append("--" + name.replace("_", "-"))
+        if value is not True:
+            command.append(f"{value:g}" if isinstance(value, float) else str(value))
     return command
 
 

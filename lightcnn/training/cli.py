@@ -7,11 +7,16 @@ kvstore (``python -m lightcnn.training.launch``).
 import argparse
 
 from lightcnn import cli
+from lightcnn.checkpoint import CheckpointWriteError
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.training import config as train_config
 from lightcnn.training.distributed import DistributedError
 from lightcnn.training.inputs import training_data
 from lightcnn.training.loop import TrainingError, fit
+
+
+# what stops a started run on the way (exit status 1), as opposed to bad input (2)
+FAILURES = (TrainingError, DistributedError, CheckpointWriteError)
 
 
 def build_parser():
@@ -39,5 +44,6 @@ def _train(argv):
 
 
 def main(argv=None):
-    """``train_lightcnn.py``'s entry point; returns the exit status (1: training stopped, 2: bad input)."""
-    return cli.run(_train, argv, failures=(TrainingError, DistributedError))
+    """``train_lightcnn.py``'s entry point; returns the exit status (1: training stopped on the way, 2: bad input,
+    128 + N: stopped by signal N)."""
+    return cli.run(_train, argv, failures=FAILURES)

@@ -9,6 +9,8 @@ flag.
 import dataclasses
 import os
 
+import mxnet as mx
+
 from lightcnn import init, precision
 from lightcnn.images import Preprocess
 from lightcnn.model import INPUT_SHAPE, MFM_TYPES, ModelSpec, model_names
@@ -36,6 +38,10 @@ class TrainConfig:
     dropout: float = None  # None: the network's own rate
     xavier_factor_type: str = init.RECIPE_FACTOR_TYPE
     xavier_magnitude: float = init.MAGNITUDE
+    # fine-tuning: start from another checkpoint's trunk and embedding, with a fresh classifier
+    pretrained: str = None  # PREFIX or PREFIX:EPOCH
+    freeze_trunk: bool = False
+    pretrained_lr_mult: float = 1.0
     # data
     data_train: str = None
     data_val: str = None
@@ -81,16 +87,36 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def check(self):
-        """Raise ConfigError for settings that cannot work, before anything is loaded."""
+        """Raise ConfigError for settings that cannot work or cannot be meant, before anything is loaded."""
         if not self.benchmark and not self.data_train:
             raise ConfigError("data_train", "a training .rec is required (or the synthetic benchmark data)")
-        if self.batch_size <= 0:
-            raise ConfigError("batch_size", f"must be positive, got {self.batch_size}")
-        if self.num_epochs <= 0:
-            raise ConfigError("num_epochs", f"must be positive, got {self.num_epochs}")
-        if self.keep_checkpoints < 0:
-            raise ConfigError("keep_checkpoints", f"give a count of epochs, or 0 to keep all; got "
-                                                  f"{self.keep_checkpoints}")
+        rules = [
+            ("lr", self.lr > 0, "must be positive (a negative rate climbs the loss)"),
+            ("lr_factor", 0 < self.lr_factor <= 1, "must be in (0, 1]: each step multiplies the rate by it"),
+            ("wd", self.wd >= 0, "must be >= 0"),
+            ("mom", 0 <= self.mom < 1, "must be in [0, 1)"),
+            ("batch_size", self.batch_size > 0, "must be positive"),
+            ("num_epochs", self.num_epochs > 0, "must be positive"),
+            ("num_classes", self.num_classes is None or self.num_classes > 0, "must be positive"),
+            ("dropout", self.dropout is None or 0 <= self.dropout < 1, "must be in [0, 1)"),
+            ("xavier_magnitude", self.xavier_magnitude > 0, "must be positive"),
+            ("data_nthreads", self.data_nthreads >= 1, "must be at least 1"),
+            ("benchmark_batches", self.benchmark_batches >= 1, "must be at least 1"),
+            ("lr_plateau_patience", self.lr_plateau_patience >= 0, "give a number of epochs, or 0 for off"),
+            ("disp_batches", self.disp_batches >= 0, "give a number of batches, or 0 for no batch lines"),
+            ("keep_checkpoints", self.keep_checkpoints >= 0, "give a count of epochs, or 0 to keep all"),
+            ("seed", self.seed >= 0, "must be >= 0"),
+            ("load_epoch", self.load_epoch is None or self.load_epoch >= 1,
+             "names a saved epoch (1 or more); leave it out to start afresh"),
+            ("lr_step_epochs", all(step >= 0 for step in self.lr_step_epochs), "epochs are >= 0"),
+            ("pretrained_lr_mult", self.pretrained_lr_mult >= 0, "must be >= 0 (0 freezes like --freeze-trunk)"),
+            ("freeze_trunk", self.pretrained or not self.freeze_trunk, "needs a pretrained checkpoint to freeze"),
+            ("optimizer", self.optimizer.lower() in mx.optimizer.Optimizer.opt_registry,
+             f"unknown optimizer; MXNet has {', '.join(sorted(mx.optimizer.Optimizer.opt_registry))}"),
+        ]
+        for field, ok, rule in rules:
+            if not ok:
+                raise ConfigError(field, f"{rule}; got {getattr(self, field)!r}")
         if self.load_epoch is not None and self.load_epoch >= self.num_epochs:
             raise ConfigError("load_epoch", f"epoch {self.load_epoch} leaves nothing to train with "
                                             f"{self.num_epochs} epochs in all")
@@ -99,6 +125,10 @@ class TrainConfig:
         if self.dtype == "float16" and self.kv_store == "dist_async":
             raise ConfigError("dtype", "float16 needs its loss scaler to skip overflowing steps, and with dist_async "
                                        "the servers apply every update: use dist_sync")
+        try:
+            self.preprocess
+        except ValueError as error:
+            raise ConfigError("image_size" if "crop_size" in str(error) else "scale", str(error)) from None
         if bool(self.verify_pairs) != bool(self.verify_root):
             raise ConfigError("verify_pairs" if self.verify_root else "verify_root",
                               "the pair file and the image folder of verification go together")
@@ -112,7 +142,10 @@ def add_args(parser):
     """Declare the training flags on ``parser`` (an argparse.ArgumentParser), in groups, with the recipe's defaults."""
     d = TrainConfig()
     net = parser.add_argument_group("Network")
-    net.add_argument("--network", default=d.network, choices=model_names(), help="the network to train")
+    # --network-name: horovodrun reads the whole command line for abbreviations of its own options and refuses
+    # --network as ambiguous (--network-interface); no other flag collides
+    net.add_argument("--network", "--network-name", default=d.network, choices=model_names(),
+                     help="the network to train (--network-name under horovodrun)")
     net.add_argument("--num-classes", type=int, default=d.num_classes,
                      help="training identities; read from classes.txt / the labels when not given")
     net.add_argument("--mfm-type", default=d.mfm_type, choices=MFM_TYPES, help="Max-Feature-Map variant")
@@ -121,6 +154,15 @@ def add_args(parser):
     net.add_argument("--xavier-factor-type", default=d.xavier_factor_type, choices=init.FACTOR_TYPES,
                      help="Xavier fan ('avg' = Glorot as in the TF port; Caffe's xavier is 'in')")
     net.add_argument("--xavier-magnitude", type=float, default=d.xavier_magnitude, help="Xavier magnitude")
+
+    tune = parser.add_argument_group("Fine-tuning")
+    tune.add_argument("--pretrained", default=d.pretrained, metavar="PREFIX[:EPOCH]",
+                      help="start from this checkpoint's trunk and embedding (trained here or converted with "
+                           "lightcnn.convert; its last epoch unless :EPOCH) with a fresh classifier for this data")
+    tune.add_argument("--freeze-trunk", action="store_true",
+                      help="keep the pretrained convolutional trunk fixed; train the embedding and the classifier")
+    tune.add_argument("--pretrained-lr-mult", type=float, default=d.pretrained_lr_mult,
+                      help="learning-rate multiplier of the pretrained layers (the classifier keeps 1)")
 
     data = parser.add_argument_group("Data")
     data.add_argument("--data-train", help="training .rec (with its .idx and classes.txt beside it)")

@@ -18,6 +18,8 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
+from lightcnn.optional import require
+
 KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async", "horovod")
 
 # keys of the cross-worker exchanges, far above the gradients' (0 .. number of parameters - 1)
@@ -57,14 +59,11 @@ class _KVStore:
 
 
 class _Horovod:
-    """Horovod's allreduce and broadcast, one device per process."""
+    """Horovod's allreduce and broadcast, one device per process. The gradients are summed (not averaged) like the
+    key-value store's, so the Trainer's step divides by the global batch in both."""
 
     def __init__(self):
-        try:
-            import horovod.mxnet as hvd
-        except ImportError:
-            raise DistributedError("the horovod store needs Horovod built with MXNet support (see the README, "
-                                   "'Several machines'); it is not installed") from None
+        hvd = require("horovod.mxnet", "the horovod store", "horovod==0.28.1 built with MXNet support (make horovod)")
         hvd.init()
         self.hvd = hvd
         self.rank, self.num_workers = hvd.rank(), hvd.size()
@@ -73,14 +72,15 @@ class _Horovod:
         pass
 
     def sum(self, key, values, priority=0):
-        for value in values if isinstance(values, (list, tuple)) else [values]:
-            self.hvd.allreduce_(value, average=False, name=str(key), priority=priority)
+        (value,) = values  # one device per process (checked by DistributedStore)
+        self.hvd.allreduce_(value, op=self.hvd.Sum, name=f"lightcnn.gradient.{key}", priority=priority)
 
     def rank0(self, flat):
-        return self.hvd.broadcast(mx.nd.array(flat), root_rank=0, name="rank0-weights").asnumpy()
+        return self.hvd.broadcast(mx.nd.array(flat), root_rank=0, name="lightcnn.check.weights").asnumpy()
 
     def total(self, key, number):
-        return float(self.hvd.allreduce(mx.nd.array([number]), average=False, name=str(key)).asscalar())
+        return float(self.hvd.allreduce(mx.nd.array([number]), op=self.hvd.Sum, name=f"lightcnn.check.{key}")
+                     .asscalar())
 
 
 class DistributedStore:
@@ -100,6 +100,9 @@ class DistributedStore:
         self.name = kv_store
         self.is_dist = kv_store.startswith("dist") or kv_store == "horovod"
         if kv_store == "horovod":
+            if num_devices > 1:
+                raise ValueError(f"horovod trains on one device per process ({num_devices} given): start a process "
+                                 f"per GPU with horovodrun instead")
             self._backend = _Horovod()
         elif self.is_dist or num_devices > 1:
             self._backend = _KVStore(kv_store)
@@ -189,7 +192,7 @@ class DistributedStore:
         total = int(self._backend.total(COUNT_KEY, len(differing)))
         if total:
             raise DistributedError(
-                f"epoch {epoch}: the workers' weights are out of sync ({total} parameter(s) differ from rank 0's "
+                f"epoch {epoch}: the {self.name} workers' weights are out of sync ({total} parameter(s) differ from rank 0's "
                 f"over all workers; on rank {self.rank}: {', '.join(differing) or 'none'}). Training stopped "
                 f"before this epoch's checkpoint; the last complete checkpoint is epoch {epoch}.")
 

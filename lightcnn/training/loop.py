@@ -7,8 +7,10 @@ the uninterrupted run would have.
 """
 import collections
 import dataclasses
+import json
 import logging
 import math
+import os
 import random
 import time
 
@@ -23,7 +25,8 @@ from lightcnn.devices import contexts_from_gpus
 from lightcnn.training.config import ConfigError
 from lightcnn.training.distributed import DistributedStore
 from lightcnn.training.metrics import MetricsLog, epoch_row
-from lightcnn.training.schedule import Plateau, lr_at, server_lr_schedule
+from lightcnn.training.schedule import Plateau, lr_at, parse_steps, server_lr_schedule
+from lightcnn.training.stopping import StopSignals
 
 FitResult = collections.namedtuple("FitResult", "net rows rank num_workers")
 
@@ -59,6 +62,7 @@ class _Run:
     begin_epoch: int
     plateau: Plateau
     sidecar: Sidecar  # what every checkpoint of this run records, but for its epoch and training state
+    history: list  # settings changed at each resume, carried from checkpoint to checkpoint
 
 
 def initial_network(spec, seed, xavier_factor_type, xavier_magnitude, ctxs):
@@ -81,14 +85,19 @@ def _start(config, data, ctxs, store, log):
     spec = config.model_spec(data.num_classes)
     begin_epoch = config.load_epoch or 0
     plateau = Plateau(config.lr_plateau_patience)
-    saved = None
+    saved, history = None, []
     if begin_epoch:
         saved = checkpoint.read_sidecar(config.model_prefix, begin_epoch)
         _check_resume(saved, spec, config)
+        history = list(saved.training.history) if saved.training else []
+        changed = _changed_settings(saved, config)
+        if changed:
+            history.append({"epoch": begin_epoch, "changed": changed})
+            log.info("resuming at epoch %d with settings changed since that checkpoint: %s", begin_epoch,
+                     ", ".join(f"{name} {before} -> {after}" for name, (before, after) in changed.items()))
         net = spec.build()
         checkpoint.load_weights(net, config.model_prefix, saved, ctxs)
         net.hybridize(static_alloc=True, static_shape=True)
-        _log_dtype_change(saved, config, log)
         if saved.training:
             plateau = Plateau(config.lr_plateau_patience, **saved.training.plateau)
         origin = saved.origin
@@ -98,6 +107,9 @@ def _start(config, data, ctxs, store, log):
         net = initial_network(spec, config.seed, config.xavier_factor_type, config.xavier_magnitude, ctxs)
         origin = {"kind": "trained", "seed": config.seed, "init": {"xavier_factor_type": config.xavier_factor_type,
                                                                    "xavier_magnitude": config.xavier_magnitude}}
+        if config.pretrained:
+            origin = dict(origin, kind="fine-tuned", pretrained=_load_pretrained(net, spec, config, ctxs, log))
+    _set_trainable(net, config)
 
     optimizer_params = {"learning_rate": lr_at(begin_epoch, config.lr, config.lr_factor, config.lr_step_epochs,
                                                plateau.drops), "wd": config.wd}
@@ -116,7 +128,50 @@ def _start(config, data, ctxs, store, log):
                      begin_epoch)
     store.prepare(net)
     sidecar = Sidecar(model=spec, preprocess=config.preprocess, classes=data.classes, origin=origin)
-    return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar)
+    return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar, history)
+
+
+def _pretrained_source(text):
+    """'PREFIX[:EPOCH]' -> (prefix, sidecar of that epoch, or of the last one saved)."""
+    prefix, _, epoch = text.rpartition(":")
+    if not (prefix and epoch.isdigit()):
+        prefix, epoch = text, None
+    return prefix, checkpoint.read_sidecar(prefix, checkpoint.last_epoch(prefix) if epoch is None else int(epoch))
+
+
+def _load_pretrained(net, spec, config, ctxs, log):
+    """Load another checkpoint's trunk and embedding into ``net`` (its classifier stays freshly initialised, sized
+    for this data); the pretrained network and its input must be this run's. Returns what the sidecar records."""
+    prefix, source = _pretrained_source(config.pretrained)
+    where = f"the pretrained checkpoint {prefix} (epoch {source.epoch})"
+    for name in ("network", "mfm_type"):
+        if getattr(source.model, name) != getattr(spec, name):
+            raise ConfigError(name, f"{where} is {name}={getattr(source.model, name)!r}, this run asks for "
+                                    f"{getattr(spec, name)!r}")
+    if source.preprocess is not None:
+        for name in ("image_size", "scale", "mean"):
+            theirs, ours = getattr(source.preprocess, name), getattr(config.preprocess, name)
+            if theirs != ours:
+                raise ConfigError(name, f"{where} was trained on inputs with {name}={theirs!r} (its sidecar), this "
+                                        f"run prepares {ours!r}; fine-tuning must feed it the same input")
+    checkpoint.load_embedding(net, prefix, source, ctxs)
+    log.info("fine-tuning from %s: its trunk and embedding, a fresh classifier of %d classes%s", where,
+             spec.num_classes, ", the trunk frozen" if config.freeze_trunk else "")
+    return {"prefix": os.path.abspath(prefix), "epoch": source.epoch, "num_classes": source.model.num_classes,
+            "params_sha256": source.checksums.get("params"), "origin": source.origin}
+
+
+def _set_trainable(net, config):
+    """Fine-tuning: the pretrained layers learn at ``pretrained_lr_mult`` of the rate, and the trunk not at all
+    with ``freeze_trunk`` (set again on every resume, from the settings)."""
+    if not config.pretrained:
+        return
+    trunk = set(net.embedding.trunk.collect_params().keys())
+    for name, param in net.embedding.collect_params().items():
+        if config.freeze_trunk and name in trunk:
+            param.grad_req = "null"
+        else:
+            param.lr_mult = config.pretrained_lr_mult
 
 
 def _check_resume(saved, spec, config):
@@ -133,14 +188,16 @@ def _check_resume(saved, spec, config):
                                     f"settings that define the network and its input")
 
 
-def _log_dtype_change(saved, config, log):
-    """A resume may change --dtype: weights and optimizer states are float32 whatever the arithmetic was, so the run
-    continues from the same state; only bit-identity with an uninterrupted run is lost, which the log says."""
-    before = (saved.training.config if saved.training else {}).get("dtype", "float32")
-    if before != config.dtype:
-        log.info("the checkpoint of epoch %d was trained in %s, this run continues in %s (weights and optimizer "
-                 "states are float32 in both; the result is not bit-identical to an uninterrupted run)",
-                 saved.epoch, before, config.dtype)
+def _changed_settings(saved, config):
+    """{setting: [checkpoint's, this run's]} for the settings a resume may change (the rate, the epochs, ...)."""
+    if saved.training is None:
+        return {}
+    before = saved.training.config
+    if isinstance(before.get("lr_step_epochs"), str):  # format 1 recorded the flag's text
+        before = dict(before, lr_step_epochs=list(parse_steps(before["lr_step_epochs"])))
+    after = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as the sidecar holds them
+    return {name: [before[name], value] for name, value in after.items()
+            if name in before and name != "load_epoch" and before[name] != value}
 
 
 def fit(config, data, verify=None, logger=None, ctxs=None):
@@ -148,13 +205,18 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
     the per-epoch metric rows, this worker's rank and the number of workers.
 
     ``verify(net, ctx) -> accuracy`` is called after each epoch when given (verification during training).
-    ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts).
+    ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts). Ctrl-C or SIGTERM saves
+    the partial epoch under ``PREFIX-interrupted`` and raises :class:`~lightcnn.training.stopping.Interrupted`; one
+    that arrives during a checkpoint save waits until the save is complete.
     """
     log = logger or logging.getLogger("lightcnn")
     ctxs = ctxs or contexts_from_gpus(config.gpus)
     precision.check_dtype(config.dtype, ctxs)
     precision.init_amp(config.dtype)  # before any network is built: AMP rewrites the operators process-wide
-    store = DistributedStore(config.kv_store, len(ctxs))
+    try:
+        store = DistributedStore(config.kv_store, len(ctxs))
+    except ValueError as error:
+        raise ConfigError("kv_store", str(error)) from None
     try:
         worker_batch = store.worker_batch(config.batch_size, len(ctxs))
     except ValueError as error:
@@ -162,58 +224,68 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
     if store.updates_on_servers and config.lr_plateau_patience:
         raise ConfigError("lr_plateau_patience", f"needs a synchronous store: with {config.kv_store} the servers "
                                                  f"own the learning rate")
+    prefix = config.model_prefix
+    if store.writes_checkpoints and prefix:
+        for path in checkpoint.remove_leftovers(prefix) + checkpoint.remove_leftovers(f"{prefix}-interrupted"):
+            log.info("removed %s, left by a run killed while saving", path)
     run = _start(config, data, ctxs, store, log)
-    net, prefix = run.net, config.model_prefix
     metrics = MetricsLog(prefix, run.begin_epoch if store.writes_checkpoints else 0)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
     epoch_times = []
-    for epoch in range(run.begin_epoch, config.num_epochs):
-        lr = lr_at(epoch, config.lr, config.lr_factor, config.lr_step_epochs, run.plateau.drops)
-        seed_everything(config.seed, epoch)
-        train_iter = data.make_train_iter(epoch, worker_batch, store.num_workers, store.rank)
-        if not store.updates_on_servers:
-            run.trainer.set_learning_rate(lr)
-        elif epoch == run.begin_epoch:  # before the first step sends the optimizer to the servers
-            run.optimizer.lr_scheduler = server_lr_schedule(config.lr, config.lr_factor, config.lr_step_epochs,
-                                                            epoch, _batches_in(train_iter) * store.num_workers)
-        start = time.time()
-        try:
-            train = train_epoch(net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log)
-        except KeyboardInterrupt:
-            if store.writes_checkpoints:
-                _save(run, store, f"{prefix}-interrupted", epoch, TrainingState(
-                    config.to_dict(), lr, run.plateau.state(), partial_epoch=True,
-                    optimizer_states_saved=not store.updates_on_servers))
-                log.info("interrupted during epoch %d: partial weights saved under %s-interrupted; the last "
-                         "complete checkpoint is epoch %d", epoch, prefix, epoch)
-            raise
-        store.check_in_sync(net, epoch)
-        val = evaluate_classifier(net, data.val_iter, ctxs, loss_fn) if data.val_iter is not None else {}
-        if run.plateau.update(val.get("loss")):
-            log.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
-                     "epoch on", epoch, config.lr_plateau_patience, config.lr_factor)
-        verify_accuracy = verify(net, ctxs[0]) if verify is not None else None
-        seconds = time.time() - start
-        epoch_times.append(seconds)
-        log.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
-                 "ETA=%s", epoch, train["accuracy"], train["loss"],
-                 f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
-                 f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
-                 lr, train["samples_per_sec"], seconds,
-                 _format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
-        metrics.add(epoch_row(epoch + 1, lr, train, val, seconds, verify_accuracy))
-        if store.writes_checkpoints and prefix:
-            _save(run, store, prefix, epoch + 1, TrainingState(
-                config.to_dict(), lr, run.plateau.state(),
-                metrics={k: v for k, v in metrics.rows[-1].items() if k != "epoch"},
-                optimizer_states_saved=not store.updates_on_servers))
-            metrics.write()
-            log.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch + 1))
-            removed = checkpoint.prune(prefix, config.keep_checkpoints, epoch + 1)
-            if removed:
-                log.info("Removed the checkpoints of epoch(s) %s (keeping the newest %d)",
-                         ", ".join(map(str, removed)), config.keep_checkpoints)
-    return FitResult(net, metrics.rows, store.rank, store.num_workers)
+    with StopSignals() as stop:
+        for epoch in range(run.begin_epoch, config.num_epochs):
+            lr = lr_at(epoch, config.lr, config.lr_factor, config.lr_step_epochs, run.plateau.drops)
+            seed_everything(config.seed, epoch)
+            train_iter = data.make_train_iter(epoch, worker_batch, store.num_workers, store.rank)
+            if not store.updates_on_servers:
+                run.trainer.set_learning_rate(lr)
+            elif epoch == run.begin_epoch:  # before the first step sends the optimizer to the servers
+                run.optimizer.lr_scheduler = server_lr_schedule(config.lr, config.lr_factor, config.lr_step_epochs,
+                                                                epoch, _batches_in(train_iter) * store.num_workers)
+            start = time.time()
+            try:
+                train = train_epoch(run.net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log)
+                store.check_in_sync(run.net, epoch)
+                val = evaluate_classifier(run.net, data.val_iter, ctxs, loss_fn) if data.val_iter is not None else {}
+                verify_accuracy = verify(run.net, ctxs[0]) if verify is not None else None
+            except KeyboardInterrupt as interrupt:
+                if store.writes_checkpoints and prefix:
+                    with stop.deferred():
+                        _save(run, store, f"{prefix}-interrupted", epoch, _state(run, store, config, lr,
+                                                                                 partial_epoch=True))
+                    log.error("interrupted (%s) during epoch %d: its partial weights are saved under "
+                              "%s-interrupted; the last complete checkpoint is epoch %d", getattr(
+                                  interrupt, "signal_name", "SIGINT"), epoch, prefix, epoch)
+                raise
+            if run.plateau.update(val.get("loss")):
+                log.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
+                         "epoch on", epoch, config.lr_plateau_patience, config.lr_factor)
+            epoch_times.append(time.time() - start)
+            log.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
+                     "ETA=%s", epoch, train["accuracy"], train["loss"],
+                     f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
+                     f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
+                     lr, train["samples_per_sec"], epoch_times[-1],
+                     _format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
+            metrics.add(epoch_row(epoch + 1, lr, train, val, epoch_times[-1], verify_accuracy))
+            if store.writes_checkpoints and prefix:
+                with stop.deferred():  # a stop signal now waits for the checkpoint, then ends the run
+                    _save(run, store, prefix, epoch + 1, _state(run, store, config, lr, metrics=metrics.rows[-1]))
+                    metrics.write()
+                    log.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch + 1))
+                    removed = checkpoint.prune(prefix, config.keep_checkpoints, epoch + 1)
+                    if removed:
+                        log.info("Removed the checkpoints of epoch(s) %s (keeping the newest %d)",
+                                 ", ".join(map(str, removed)), config.keep_checkpoints)
+    return FitResult(run.net, metrics.rows, store.rank, store.num_workers)
+
+
+def _state(run, store, config, lr, metrics=None, partial_epoch=False):
+    """The training state a checkpoint records (what a resume continues from)."""
+    return TrainingState(config.to_dict(), lr, run.plateau.state(),
+                         metrics={k: v for k, v in (metrics or {}).items() if k != "epoch"},
+                         optimizer_states_saved=not store.updates_on_servers, partial_epoch=partial_epoch,
+                         history=run.history)
 
 
 def _save(run, store, prefix, epoch, state):

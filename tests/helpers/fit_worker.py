@@ -2,32 +2,42 @@
 
     python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
         [--dtype bfloat16]
+    horovodrun -np 2 -H localhost:2 --gloo python fit_worker.py OUT_DIR EPOCHS --kv-store horovod
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
 Each part of the data is different, so workers of a dist job see different shards.
+
+For the reliability tests, --kill-at-publish K ends the process like kill -9 (os._exit, no cleanup) just before the
+K-th file of this run is renamed into place, and --signal-at-publish K:SIGNAL sends itself that signal there.
 """
 import argparse
 import os
+import signal
 import sys
 
 import numpy as np
 
 import mxnet as mx
 
-from lightcnn import cli
+from lightcnn import cli, files
 from lightcnn.training import TrainConfig, TrainingData, fit
 from lightcnn.training.distributed import DistributedStore
 
 NUM_CLASSES = 4
-IMAGES = 16
 
 
-def shard(part_index):
+def shard(part_index, images=16, classes=NUM_CLASSES):
     rs = np.random.RandomState(100 + part_index)
-    data = rs.uniform(size=(IMAGES, 1, 128, 128)).astype(np.float32)
-    labels = (np.arange(IMAGES) % NUM_CLASSES).astype(np.float32)
+    data = rs.uniform(size=(images, 1, 128, 128)).astype(np.float32)
+    labels = (np.arange(images) % classes).astype(np.float32)
     data += labels[:, None, None, None] * 0.2  # learnable: brightness tells the class
     return data, labels
+
+
+def shuffled_shard(part_index, epoch, images, classes):
+    data, labels = shard(part_index, images, classes)
+    order = np.random.RandomState(epoch).permutation(images)
+    return data[order], labels[order]
 
 
 def main():
@@ -45,21 +55,59 @@ def main():
     parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
+    parser.add_argument("--images", type=int, default=16, help="images per shard")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--mean", type=float, default=0.0)
+    parser.add_argument("--mfm-type", default="2/1")
+    parser.add_argument("--classes", type=int, default=NUM_CLASSES)
+    parser.add_argument("--pretrained", default=None)
+    parser.add_argument("--freeze-trunk", action="store_true")
+    parser.add_argument("--pretrained-lr-mult", type=float, default=1.0)
+    parser.add_argument("--optimizer", default="adam")
+    parser.add_argument("--dropout", type=float, default=None)
+    parser.add_argument("--seed-by-rank", action="store_true",
+                        help="seed 7 + Horovod rank: each worker initialises other weights (rank 0's must win)")
+    parser.add_argument("--merge-parts", type=int, default=None,
+                        help="one process reading parts 0..N-1, each batch made of every part's share in part "
+                             "order: what N workers see in one step of the same global batch")
+    parser.add_argument("--save-initial", action="store_true",
+                        help="also write the weights before and after the initial broadcast: "
+                             "own-init-rank<R>.params and initial-rank<R>.params")
+    parser.add_argument("--kill-at-publish", type=int, default=None)
+    parser.add_argument("--signal-at-publish", default=None, help="K:SIGNAL, e.g. 2:SIGINT")
     opts = parser.parse_args()
+    seed = 7 + (int(os.environ.get("HOROVOD_RANK", "0")) if opts.seed_by_rank else 0)
     config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
-                         lr=1e-3, lr_step_epochs=(1,), seed=7, kv_store=opts.kv_store,
-                         model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
+                         lr=opts.lr, lr_step_epochs=(1,), seed=seed, kv_store=opts.kv_store, mean=opts.mean,
+                         optimizer=opts.optimizer, dropout=opts.dropout,
+                         mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
                          keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
-                         dtype=opts.dtype)
+                         pretrained=opts.pretrained, freeze_trunk=opts.freeze_trunk,
+                         pretrained_lr_mult=opts.pretrained_lr_mult, dtype=opts.dtype)
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
-        data, labels = shard(part_index if opts.part is None else opts.part)
-        order = np.random.RandomState(epoch).permutation(IMAGES)
-        data = data[order]
+        if opts.merge_parts:
+            parts = [shuffled_shard(part, epoch, opts.images, opts.classes) for part in range(opts.merge_parts)]
+            share = batch_size // opts.merge_parts
+            data, labels = (np.concatenate([part[k][start:start + share] for start in range(0, opts.images, share)
+                                            for part in parts]) for k in (0, 1))
+            return mx.io.NDArrayIter(data, labels, batch_size)
+        data, labels = shuffled_shard(part_index if opts.part is None else opts.part, epoch, opts.images,
+                                      opts.classes)
         if opts.nan_at_batch is not None and opts.nan_rank in (None, part_index):
             data[opts.nan_at_batch * batch_size] = np.nan
-        return mx.io.NDArrayIter(data, labels[order], batch_size)
+        return mx.io.NDArrayIter(data, labels, batch_size)
+
+    if opts.save_initial:
+        prepare = DistributedStore.prepare
+
+        def save_around_broadcast(store, net):
+            net.collect_params().save(os.path.join(opts.out_dir, f"own-init-rank{store.rank}.params"))
+            prepare(store, net)
+            net.collect_params().save(os.path.join(opts.out_dir, f"initial-rank{store.rank}.params"))
+
+        DistributedStore.prepare = save_around_broadcast
 
     if opts.desync_rank is not None:
         check_in_sync = DistributedStore.check_in_sync
@@ -72,14 +120,29 @@ def main():
 
         DistributedStore.check_in_sync = nudge_then_check
 
+    if opts.kill_at_publish is not None or opts.signal_at_publish is not None:
+        publish, calls = files.publish, []
+        at, name = (opts.signal_at_publish or f"{opts.kill_at_publish}:").split(":")
+
+        def interrupted_publish(temp, path):
+            calls.append(path)
+            if len(calls) == int(at):
+                logger.info("test: %s before publishing %s", name or "kill -9", os.path.basename(path))
+                if not name:
+                    os._exit(137)
+                os.kill(os.getpid(), getattr(signal, name))
+            return publish(temp, path)
+
+        files.publish = interrupted_publish
+
     def body(_):
-        result = fit(config, TrainingData(make_train_iter, NUM_CLASSES), logger=logger,
+        config.check()
+        result = fit(config, TrainingData(make_train_iter, opts.classes), logger=logger,
                      ctxs=[mx.cpu(i) for i in range(opts.cpus)])
         result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
 
-    from lightcnn.training import TrainingError
-    from lightcnn.training.distributed import DistributedError
-    return cli.run(body, [], failures=(TrainingError, DistributedError))
+    from lightcnn.training.cli import FAILURES
+    return cli.run(body, [], failures=FAILURES)
 
 
 if __name__ == "__main__":
