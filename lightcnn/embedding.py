@@ -105,7 +105,7 @@ class _Features:
 
 
 def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int8=False, params_file=None,
-                            identity=None, calib_data=None, calib_mode="naive", mfm_form="max", log=None):
+                            identity=None, calib_data=None, calib_mode=None, mfm_form="max", log=None):
     """``net`` (a checkpoint's LightCNN or a :class:`SymbolEmbedding`, float32, taking ``(N,) + data_shape``) as an
     embedding network computing in ``dtype`` (AMP's casts around convolutions and fully connected layers), or in
     int8 (``quantize_int8``: calibrated on ``calib_data``, cached beside ``params_file`` under a key that includes
@@ -117,7 +117,8 @@ def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int
         from lightcnn import quantize
         if len(ctxs) != 1 or ctxs[0].device_type != "cpu":
             raise quantize.QuantizationError("INT8 extraction runs on the CPU (oneDNN): leave --gpus empty")
-        return quantize.load_or_quantize(block, params_file, identity, calib_data, calib_mode, ctxs[0], log=log,
+        return quantize.load_or_quantize(block, params_file, identity, calib_data,
+                                         calib_mode or quantize.DEFAULT_CALIB_MODE, ctxs[0], log=log,
                                          mfm_form=mfm_form)
     if len(ctxs) != 1:
         raise precision.PrecisionError(f"{dtype} extraction runs on one device; give one GPU, or none for the CPU")
