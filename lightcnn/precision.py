@@ -115,14 +115,12 @@ def loss_scale(trainer):
 
 def to_float32(x):
     """An NDArray in float32 (low-precision outputs are cast; numpy has no bfloat16)."""
-    import numpy as np
-    return x if x.dtype == np.float32 else x.astype("float32") if x.dtype == np.float16 else \
-        _amp_cast(x, "float32")
-
-
-def _amp_cast(x, dtype):
     import mxnet as mx
-    return mx.nd.amp_cast(x, dtype=dtype)
+    import numpy as np
+    if x.dtype == np.float32:
+        return x
+    # astype knows float16 but not MXNet's bfloat16 (a structured numpy dtype); amp_cast knows both
+    return mx.nd.amp_cast(x, dtype="float32")
 
 
 def convert_for_inference(block, dtype, ctx):

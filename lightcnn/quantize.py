@@ -169,14 +169,6 @@ def _save(block, base, manifest):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def operator_summary(block):
-    """``{operator: count}`` of a (quantized) SymbolBlock's graph: which layers run in int8, which stay float32."""
-    counts = {}
-    for node in json.loads(block._cached_graph[1].tojson())["nodes"] if block._cached_graph else []:
-        if node["op"] != "null":
-            counts[node["op"]] = counts.get(node["op"], 0) + 1
-    return counts
-
 
 # ----------------------------------------------------------------------------------------------------------------
 # The int8-friendly form of MFM 2/1

@@ -102,7 +102,7 @@ def pytorch_step(network, dtype, mode, batch_size, threads):
     autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if dtype == "bfloat16" else \
         contextlib.nullcontext
     if mode == "infer":
-        features = _FeaturesOf(model, torch).eval()
+        features = _features_of(model, torch).eval()
         if dtype == "int8":
             features = _fx_int8(features, torch, data.shape)
 
@@ -156,7 +156,7 @@ def _pool_first(model, torch):
     return model
 
 
-def _FeaturesOf(model, torch):
+def _features_of(model, torch):
     """The authors' network up to the 256-d feature (what extraction computes)."""
     class Features(torch.nn.Module):
         def __init__(self):
