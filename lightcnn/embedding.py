@@ -109,7 +109,8 @@ def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int
     """``net`` (a checkpoint's LightCNN or a :class:`SymbolEmbedding`, float32, taking ``(N,) + data_shape``) as an
     embedding network computing in ``dtype`` (AMP's casts around convolutions and fully connected layers), or in
     int8 (``quantize_int8``: calibrated on ``calib_data``, cached beside ``params_file`` under a key that includes
-    ``identity``, see :mod:`lightcnn.quantize`). Features come out in float32 or the extractor casts them."""
+    ``identity``, see :mod:`lightcnn.quantize`); ``mfm_form="sum-relu"`` writes every MFM as ``b + relu(a - b)``
+    first (:func:`lightcnn.quantize.sum_relu_form`). Features come out in float32 or the extractor casts them."""
     ctxs = as_context_list(ctxs)
     block = net.embedding if hasattr(net, "embedding") else net.embedding_block()
     block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))  # the conversions read the graph of a block that ran
@@ -121,5 +122,11 @@ def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int
                                          calib_mode or quantize.DEFAULT_CALIB_MODE, ctxs[0], log=log,
                                          mfm_form=mfm_form)
     if len(ctxs) != 1:
-        raise precision.PrecisionError(f"{dtype} extraction runs on one device; give one GPU, or none for the CPU")
+        raise precision.PrecisionError(f"{dtype} extraction with MFM as {mfm_form} runs on one device; give one "
+                                       f"GPU, or none for the CPU")
+    if mfm_form == "sum-relu":
+        # the same function with each MFM as b + relu(a - b), which oneDNN fuses into its convolutions
+        from lightcnn import quantize
+        block = quantize.sum_relu_form(block, ctxs[0])
+        block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))
     return _Features(precision.convert_for_inference(block, dtype, ctxs[0]))

@@ -80,6 +80,10 @@ def test_int8_and_bfloat16_features_are_close_to_float32_on_real_faces(model_pre
     assert relative_l2(int8, reference).max() <= INT8_REL_L2
     assert cosine(int8, reference).min() >= MIN_COSINE
     assert not np.array_equal(int8, reference)  # it did compute in int8
+    # --mfm-form sum-relu in float32: the same function, to rounding
+    sum_relu = _extract(low_precision_embedding(net, [mx.cpu()], preprocess.data_shape, mfm_form="sum-relu"),
+                        lfw_paths, preprocess)
+    assert np.abs(sum_relu - reference).max() <= 1e-5 * np.abs(reference).max()
     if precision.cpu_has_bf16():
         bf16_net = low_precision_embedding(net, [mx.cpu()], preprocess.data_shape, dtype="bfloat16")
         bf16 = _extract(bf16_net, lfw_paths, preprocess)

@@ -23,8 +23,9 @@ import sys
 import time
 
 FRAMEWORKS = ("mxnet", "pytorch")
-# int8-sumrelu: MXNet only, the int8 network built from quantize.sum_relu_form (every MFM as b + relu(a - b))
-DTYPES = ("float32", "bfloat16", "int8", "int8-sumrelu")
+# *-sumrelu: MXNet only, the network built from quantize.sum_relu_form (every MFM as b + relu(a - b)); float32
+# extraction runs that form
+DTYPES = ("float32", "bfloat16", "int8", "float32-sumrelu", "bfloat16-sumrelu", "int8-sumrelu")
 MODES = ("infer", "train")
 NUM_CLASSES = 1000
 CALIB_IMAGES = 64
@@ -63,7 +64,10 @@ def mxnet_step(network, dtype, mode, batch_size):
     if mode == "infer":
         embedding = net.embedding
         embedding(data)
-        if dtype == "bfloat16":
+        if dtype in ("float32-sumrelu", "bfloat16-sumrelu"):
+            embedding = quantize.sum_relu_form(embedding)
+            embedding(data)
+        if dtype.startswith("bfloat16"):
             embedding = precision.convert_for_inference(embedding, "bfloat16", mx.cpu())
         elif dtype.startswith("int8"):
             calib = mx.nd.random.uniform(-1, 1, shape=(CALIB_IMAGES,) + net.input_shape)
@@ -211,9 +215,9 @@ def profile_mxnet(step, steps, warmup=3):
 def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0, profile_steps=0):
     """Time one configuration in this process; returns the record ``bench_model --compare`` reads."""
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-    if mode == "train" and dtype.startswith("int8"):
-        raise ValueError("int8 is for inference only")
-    if framework == "pytorch" and dtype == "int8-sumrelu":
+    if mode == "train" and (dtype.startswith("int8") or dtype.endswith("-sumrelu")):
+        raise ValueError(f"{dtype} is for inference only")
+    if framework == "pytorch" and dtype.endswith("-sumrelu"):
         raise ValueError("int8-sumrelu is a form of this project's MXNet network")
     start_rss = peak_rss_mb()
     if framework == "mxnet":

@@ -146,9 +146,10 @@ def configurations(has_bf16):
     dtypes = ["float32"] + (["bfloat16"] if has_bf16 else []) + ["int8"]
     found = [(framework, dtype, mode) for mode in ("infer", "train") for dtype in dtypes
              for framework in ("mxnet", "pytorch") if not (dtype == "int8" and mode == "train")]
-    # MXNet's int8 with every MFM rewritten as b + relu(a - b) (quantize.sum_relu_form): all int8, less accurate
-    return found[:found.index(("pytorch", "int8", "infer")) + 1] + [("mxnet", "int8-sumrelu", "infer")] + \
-        found[found.index(("pytorch", "int8", "infer")) + 1:]
+    # MXNet with every MFM rewritten as b + relu(a - b) (quantize.sum_relu_form): inference only
+    extra = [("mxnet", f"{dtype}-sumrelu", "infer") for dtype in dtypes]
+    cut = found.index(("pytorch", "int8", "infer")) + 1
+    return found[:cut] + extra + found[cut:]
 
 
 def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcmalloc=None):
@@ -196,7 +197,7 @@ def print_comparison(results, tcmalloc):
     print(f"{'mode':<7}{'dtype':<14}{'MXNet img/s':>12}{'PyTorch img/s':>15}{'MXNet/PyTorch':>15}"
           f"{'MXNet vs own fp32':>19}{'MXNet peak MB':>15}{'PyTorch peak MB':>17}")
     for mode in ("infer", "train"):
-        for dtype in ("float32", "bfloat16", "int8", "int8-sumrelu"):
+        for dtype in ("float32", "float32-sumrelu", "bfloat16", "bfloat16-sumrelu", "int8", "int8-sumrelu"):
             mx_r, pt_r = by.get(("mxnet", dtype, mode)), by.get(("pytorch", dtype, mode))
             pt_r = pt_r or by.get(("pytorch", dtype.split("-")[0], mode))  # int8-sumrelu against PyTorch int8
             if not mx_r or not pt_r:
