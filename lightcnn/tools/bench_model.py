@@ -194,7 +194,7 @@ def print_comparison(results, tcmalloc):
     by = {(r["framework"], r["dtype"], r["mode"]): r for r in results}
     print(f"\n{results[0]['network']}, batch {results[0]['batch_size']}, {results[0]['threads']} threads; "
           f"PyTorch with tcmalloc: {'yes' if tcmalloc else 'no'}; best of {len(results[0]['runs'])} interleaved runs")
-    print(f"{'mode':<7}{'dtype':<14}{'MXNet img/s':>12}{'PyTorch img/s':>15}{'MXNet/PyTorch':>15}"
+    print(f"{'mode':<7}{'dtype':<17}{'MXNet img/s':>12}{'PyTorch img/s':>15}{'MXNet/PyTorch':>15}"
           f"{'MXNet vs own fp32':>19}{'MXNet peak MB':>15}{'PyTorch peak MB':>17}")
     for mode in ("infer", "train"):
         for dtype in ("float32", "float32-sumrelu", "bfloat16", "bfloat16-sumrelu", "int8", "int8-sumrelu"):
@@ -203,7 +203,7 @@ def print_comparison(results, tcmalloc):
             if not mx_r or not pt_r:
                 continue
             own = by[("mxnet", "float32", mode)]["images_per_s"]
-            print(f"{mode:<7}{dtype:<14}{mx_r['images_per_s']:>12.1f}{pt_r['images_per_s']:>15.1f}"
+            print(f"{mode:<7}{dtype:<17}{mx_r['images_per_s']:>12.1f}{pt_r['images_per_s']:>15.1f}"
                   f"{mx_r['images_per_s'] / pt_r['images_per_s']:>14.2f}x{mx_r['images_per_s'] / own:>18.2f}x"
                   f"{mx_r['peak_rss_mb']:>15.0f}{pt_r['peak_rss_mb']:>17.0f}")
 
