@@ -2,7 +2,7 @@
 MXNet graph (``X-symbol.json`` + ``X-NNNN.params``) with the preprocessing stated by the caller.
 
 Both give an object with ``features(x) -> (N, 256)`` whose parameters are on the requested contexts, hybridized for
-inference.
+inference. :func:`low_precision_embedding` turns either into one computing in bfloat16/float16 or int8.
 """
 import os
 import warnings
@@ -10,7 +10,7 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import checkpoint
+from lightcnn import checkpoint, precision
 from lightcnn.devices import as_context_list
 
 
@@ -84,3 +84,49 @@ class SymbolEmbedding:
     def features(self, x):
         out = self.block(x)
         return out[1] if self.num_outputs == 2 else out
+
+    def embedding_block(self):
+        """The graph up to the embedding alone (one output), sharing this one's parameters."""
+        if self.num_outputs == 1:
+            return self.block
+        block = gluon.SymbolBlock(self.symbol[1], mx.sym.var(self.input_name), params=self.block.collect_params())
+        block.hybridize(static_alloc=True, static_shape=True)
+        return block
+
+
+class _Features:
+    """A block whose output is the feature, as an embedding network (``features(x)``)."""
+
+    def __init__(self, block):
+        self.block = block
+
+    def features(self, x):
+        return self.block(x)
+
+
+def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int8=False, params_file=None,
+                            identity=None, calib_data=None, calib_mode=None, mfm_form="max", log=None):
+    """``net`` (a checkpoint's LightCNN or a :class:`SymbolEmbedding`, float32, taking ``(N,) + data_shape``) as an
+    embedding network computing in ``dtype`` (AMP's casts around convolutions and fully connected layers), or in
+    int8 (``quantize_int8``: calibrated on ``calib_data``, cached beside ``params_file`` under a key that includes
+    ``identity``, see :mod:`lightcnn.quantize`); ``mfm_form="sum-relu"`` writes every MFM as ``b + relu(a - b)``
+    first (:func:`lightcnn.quantize.sum_relu_form`). Features come out in float32 or the extractor casts them."""
+    ctxs = as_context_list(ctxs)
+    block = net.embedding if hasattr(net, "embedding") else net.embedding_block()
+    block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))  # the conversions read the graph of a block that ran
+    if quantize_int8:
+        from lightcnn import quantize
+        if len(ctxs) != 1 or ctxs[0].device_type != "cpu":
+            raise quantize.QuantizationError("INT8 extraction runs on the CPU (oneDNN): leave --gpus empty")
+        return quantize.load_or_quantize(block, params_file, identity, calib_data,
+                                         calib_mode or quantize.DEFAULT_CALIB_MODE, ctxs[0], log=log,
+                                         mfm_form=mfm_form)
+    if len(ctxs) != 1:
+        raise precision.PrecisionError(f"{dtype} extraction with MFM as {mfm_form} runs on one device; give one "
+                                       f"GPU, or none for the CPU")
+    if mfm_form == "sum-relu":
+        # the same function with each MFM as b + relu(a - b), which oneDNN fuses into its convolutions
+        from lightcnn import quantize
+        block = quantize.sum_relu_form(block, ctxs[0])
+        block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))
+    return _Features(precision.convert_for_inference(block, dtype, ctxs[0]))

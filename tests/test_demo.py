@@ -206,6 +206,9 @@ def test_demo_end_to_end(tmp_path, capsys):
     with open(out / demo.SUMMARY) as f:
         summary = json.load(f)
     assert set(summary["results"]) == {"pixels", "untrained", "trained"}
+    from lightcnn import precision  # trained and extracted in the fastest precision this CPU has
+    assert summary["dtype"] == precision.fastest_cpu_dtype()
+    assert f"dtype={summary['dtype']}" in (out / "model" / "lightcnn9-train.log").read_text()
     for r in summary["results"].values():
         assert r["n_pairs"] == 200 and r["n_folds"] == 10
     if shutil.which("octave-cli"):

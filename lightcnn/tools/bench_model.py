@@ -1,9 +1,20 @@
-"""Model benchmark: inference and training images/s, GFLOP per image, and % of the machine's practical peak.
+"""Model benchmark: inference and training images/s, GFLOP per image, and % of the machine's practical peak; or,
+with ``--compare``, this project against the authors' PyTorch network, side by side in one run.
 
     python -m lightcnn.tools.bench_model --network lightcnn9 --batch-size 64 [--gpus 0] [--json bench.json]
+    python -m lightcnn.tools.bench_model --compare [--network lightcnn9] [--repeats 2] [--seconds 10]
 
 The peak is measured in the same run, by the best of large float32 matrix products (MXNet's dot and its oneDNN
 FullyConnected), so the percentages compare like with like on a noisy machine.
+
+``--compare`` times MXNet (this project) and PyTorch (the authors' network, ``lightcnn.tools.authors_pytorch``,
+channels_last, pools moved before the MFM like ours) in float32, bfloat16 (MXNet AMP / PyTorch autocast; where the
+CPU has it) and int8 (oneDNN quantization / PyTorch FX static quantization, x86 backend; inference), inference and
+training, same batch and threads. Each configuration runs in a process of its own
+(:mod:`lightcnn.tools.bench_frameworks`), so its peak resident memory is its own; the configurations are interleaved
+over ``--repeats`` rounds (the order reversed every other round) and the best rate of each is kept. PyTorch's
+processes get tcmalloc (``LD_PRELOAD``) when the library is installed, as its CPU performance guide advises
+(``apt-get install libtcmalloc-minimal4``); the table says whether they did.
 """
 import argparse
 import os
@@ -124,6 +135,79 @@ def print_table(results):
               f"{r['training_images_per_s']:>13.1f}{r['training_pct_of_peak']:>8.1f}{r['peak_gflops']:>14.1f}")
 
 
+# ----------------------------------------------------------------------------------------------------------------
+# --compare: MXNet and PyTorch side by side
+
+TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcmalloc_minimal.so.4",
+            "/usr/lib/libtcmalloc_minimal.so.4")
+
+
+def configurations(has_bf16):
+    dtypes = ["float32"] + (["bfloat16"] if has_bf16 else []) + ["int8"]
+    found = [(framework, dtype, mode) for mode in ("infer", "train") for dtype in dtypes
+             for framework in ("mxnet", "pytorch") if not (dtype == "int8" and mode == "train")]
+    # MXNet with every MFM rewritten as b + relu(a - b) (quantize.sum_relu_form): inference only
+    extra = [("mxnet", f"{dtype}-sumrelu", "infer") for dtype in dtypes]
+    cut = found.index(("pytorch", "int8", "infer")) + 1
+    return found[:cut] + extra + found[cut:]
+
+
+def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcmalloc=None):
+    """One configuration in a fresh process (lightcnn.tools.bench_frameworks); returns its record."""
+    import json
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    if framework == "pytorch" and tcmalloc:
+        env["LD_PRELOAD"] = tcmalloc
+    command = [sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework, "--dtype", dtype,
+               "--mode", mode, "--network", network, "--batch-size", str(batch_size), "--seconds", str(seconds)]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise RuntimeError(f"{framework} {dtype} {mode} failed (exit {proc.returncode}): {tail}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def compare(network="lightcnn9", batch_size=64, seconds=10.0, repeats=2, has_bf16=None, tcmalloc=None, log=print):
+    """Every configuration ``repeats`` times, interleaved; the best rate and the highest peak memory of each."""
+    from lightcnn import precision
+    has_bf16 = precision.cpu_has_bf16() if has_bf16 is None else has_bf16
+    configs = configurations(has_bf16)
+    runs = {config: [] for config in configs}
+    for repeat in range(repeats):
+        for config in configs if repeat % 2 == 0 else configs[::-1]:
+            record = run_configuration(*config, network, batch_size, seconds, tcmalloc)
+            runs[config].append(record)
+            log(f"  round {repeat + 1}: {' '.join(config):<24} {record['images_per_s']:7.1f} img/s  peak "
+                f"{record['peak_rss_mb']:6.0f} MB")
+    results = []
+    for config, records in runs.items():
+        best = max(records, key=lambda r: r["images_per_s"])
+        results.append(dict(best, runs=[r["images_per_s"] for r in records],
+                            peak_rss_mb=max(r["peak_rss_mb"] for r in records)))
+    return results
+
+
+def print_comparison(results, tcmalloc):
+    by = {(r["framework"], r["dtype"], r["mode"]): r for r in results}
+    print(f"\n{results[0]['network']}, batch {results[0]['batch_size']}, {results[0]['threads']} threads; "
+          f"PyTorch with tcmalloc: {'yes' if tcmalloc else 'no'}; best of {len(results[0]['runs'])} interleaved runs")
+    print(f"{'mode':<7}{'dtype':<17}{'MXNet img/s':>12}{'PyTorch img/s':>15}{'MXNet/PyTorch':>15}"
+          f"{'MXNet vs own fp32':>19}{'MXNet peak MB':>15}{'PyTorch peak MB':>17}")
+    for mode in ("infer", "train"):
+        for dtype in ("float32", "float32-sumrelu", "bfloat16", "bfloat16-sumrelu", "int8", "int8-sumrelu"):
+            mx_r, pt_r = by.get(("mxnet", dtype, mode)), by.get(("pytorch", dtype, mode))
+            pt_r = pt_r or by.get(("pytorch", dtype.split("-")[0], mode))  # int8-sumrelu against PyTorch int8
+            if not mx_r or not pt_r:
+                continue
+            own = by[("mxnet", "float32", mode)]["images_per_s"]
+            print(f"{mode:<7}{dtype:<17}{mx_r['images_per_s']:>12.1f}{pt_r['images_per_s']:>15.1f}"
+                  f"{mx_r['images_per_s'] / pt_r['images_per_s']:>14.2f}x{mx_r['images_per_s'] / own:>18.2f}x"
+                  f"{mx_r['peak_rss_mb']:>15.0f}{pt_r['peak_rss_mb']:>17.0f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--network", nargs="+", default=["lightcnn9"], choices=model_names())
@@ -131,7 +215,21 @@ def main(argv=None):
     parser.add_argument("--gpus", default="", help="e.g. '0'; empty means CPU")
     parser.add_argument("--seconds", type=float, default=10.0, help="timed seconds per measurement")
     parser.add_argument("--json", default="bench_model.json", help="where to write the results")
+    parser.add_argument("--compare", action="store_true",
+                        help="MXNet (this project) against PyTorch (the authors' network) in float32, bfloat16 and "
+                             "int8, each configuration in its own process (the authors' networks exist for "
+                             "lightcnn9, lightcnn29, lightcnn29v2)")
+    parser.add_argument("--repeats", type=int, default=2, help="--compare: interleaved rounds; the best counts")
     args = parser.parse_args(argv)
+    if args.compare:
+        tcmalloc = next((path for path in TCMALLOC if os.path.exists(path)), None)
+        results = []
+        for network in args.network:
+            found = compare(network, args.batch_size, args.seconds, args.repeats, tcmalloc=tcmalloc)
+            print_comparison(found, tcmalloc)
+            results += found
+        write_json(results, args.json)
+        return results
     ctx = contexts_from_gpus(args.gpus)[0]
     results = [benchmark(name, args.batch_size, ctx, args.seconds) for name in args.network]
     print_table(results)

@@ -11,7 +11,7 @@ import os
 
 import mxnet as mx
 
-from lightcnn import init
+from lightcnn import init, precision
 from lightcnn.images import Preprocess
 from lightcnn.model import INPUT_SHAPE, MFM_TYPES, ModelSpec, model_names
 from lightcnn.training.distributed import KV_STORES
@@ -66,6 +66,7 @@ class TrainConfig:
     # devices
     gpus: str = ""
     kv_store: str = "device"
+    dtype: str = "float32"  # arithmetic of forward and backward; weights and optimizer states stay float32
     # checkpoints and logging
     model_prefix: str = "output/lightcnn"
     load_epoch: int = None
@@ -119,6 +120,11 @@ class TrainConfig:
         if self.load_epoch is not None and self.load_epoch >= self.num_epochs:
             raise ConfigError("load_epoch", f"epoch {self.load_epoch} leaves nothing to train with "
                                             f"{self.num_epochs} epochs in all")
+        if self.dtype not in precision.DTYPES:
+            raise ConfigError("dtype", f"unknown dtype {self.dtype!r}; valid: {', '.join(precision.DTYPES)}")
+        if self.dtype == "float16" and self.kv_store == "dist_async":
+            raise ConfigError("dtype", "float16 needs its loss scaler to skip overflowing steps, and with dist_async "
+                                       "the servers apply every update: use dist_sync")
         try:
             self.preprocess
         except ValueError as error:
@@ -176,6 +182,9 @@ def add_args(parser):
     train.add_argument("--gpus", default=d.gpus, help="GPUs to train on, e.g. '0,1,2,3'; empty means the CPU")
     train.add_argument("--kv-store", default=d.kv_store, choices=KV_STORES,
                        help="key-value store for several devices or machines")
+    train.add_argument("--dtype", default=d.dtype, choices=precision.DTYPES,
+                       help="arithmetic precision (MXNet AMP): bfloat16 on CPUs with avx512_bf16/amx_bf16, float16 "
+                            "on GPUs (dynamic loss scaling); weights, optimizer states and checkpoints stay float32")
     train.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (all devices and workers)")
     train.add_argument("--num-epochs", type=int, default=d.num_epochs,
                        help="epochs to train (in total, across resumes)")

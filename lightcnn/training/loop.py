@@ -19,7 +19,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import checkpoint, init
+from lightcnn import checkpoint, init, precision
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.training.config import ConfigError
@@ -117,6 +117,7 @@ def _start(config, data, ctxs, store, log):
         optimizer_params["momentum"] = config.mom
     optimizer = mx.optimizer.create(config.optimizer, **optimizer_params)
     trainer = store.make_trainer(net.collect_params(), optimizer)
+    precision.init_trainer(trainer, config.dtype)
     if saved is not None:
         if store.updates_on_servers:
             log.info("dist_async: the optimizer states start afresh on the servers (they are not checkpointed)")
@@ -210,6 +211,8 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
     """
     log = logger or logging.getLogger("lightcnn")
     ctxs = ctxs or contexts_from_gpus(config.gpus)
+    precision.check_dtype(config.dtype, ctxs)
+    precision.init_amp(config.dtype)  # before any network is built: AMP rewrites the operators process-wide
     try:
         store = DistributedStore(config.kv_store, len(ctxs))
     except ValueError as error:
@@ -301,7 +304,9 @@ def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, l
         with autograd.record():
             outputs = [net(x) for x in data]
             losses = [loss_fn(logits, y) for (logits, _), y in zip(outputs, label)]
-        autograd.backward(losses)
+            # float16: the loss scaled up; the Trainer scales the gradients back and skips a step that overflowed
+            differentiated = precision.scaled(losses, trainer)
+        autograd.backward(differentiated)
         # reading the loss waits only for the forward pass; the backward pass keeps running meanwhile
         batch_loss = sum(loss.sum().asscalar() for loss in losses)
         if not store.all_finite(batch_loss):
@@ -312,8 +317,7 @@ def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, l
                                 f"(now {lr:g}).")
         store.sum_gradients()
         trainer.step(store.samples_per_update(config.batch_size))
-        correct = sum((logits.argmax(axis=1) == y.astype(logits.dtype)).sum().asscalar()
-                      for (logits, _), y in zip(outputs, label))
+        correct = sum(_correct(logits, y) for (logits, _), y in zip(outputs, label))
         counts = np.array([batch_loss, correct, batch.data[0].shape[0]])
         totals += counts
         window += counts
@@ -340,11 +344,16 @@ def evaluate_classifier(net, data_iter, ctxs, loss_fn):
         for x, y in zip(datas, labels):
             logits, _ = net(x)
             loss_sum += loss_fn(logits, y).sum().asscalar()
-            correct += (logits.argmax(axis=1) == y.astype(logits.dtype)).sum().asscalar()
+            correct += _correct(logits, y)
             total += x.shape[0]
     if total == 0:
         return {}
     return {"accuracy": correct / total, "loss": loss_sum / total}
+
+
+def _correct(logits, labels):
+    # compared in float32: bfloat16 holds integers exactly only up to 256, float16 up to 2048
+    return (precision.to_float32(logits).argmax(axis=1) == labels.astype("float32")).sum().asscalar()
 
 
 def _batches_in(train_iter):

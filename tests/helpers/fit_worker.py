@@ -1,6 +1,7 @@
 """A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.training.fit.
 
     python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
+        [--dtype bfloat16]
     horovodrun -np 2 -H localhost:2 --gloo python fit_worker.py OUT_DIR EPOCHS --kv-store horovod
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
@@ -50,6 +51,7 @@ def main():
     parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--keep-checkpoints", type=int, default=0)
+    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
@@ -81,7 +83,7 @@ def main():
                          mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
                          keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
                          pretrained=opts.pretrained, freeze_trunk=opts.freeze_trunk,
-                         pretrained_lr_mult=opts.pretrained_lr_mult)
+                         pretrained_lr_mult=opts.pretrained_lr_mult, dtype=opts.dtype)
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):

@@ -1,4 +1,6 @@
-"""The authors' LightCNN-9, -29 and -29v2 as PyTorch modules, for tests only (torch is a test-only dependency).
+"""The authors' LightCNN-9, -29 and -29v2 as PyTorch modules: what the conversion tests check against and what
+``bench_model --compare`` times beside this project's networks. torch is optional (requirements-test.txt); importing
+this module without it is a one-line error saying how to install it.
 
 Written from the paper and ../shared/REFERENCE.md so that ``state_dict()`` has exactly the keys of the released
 ``LightCNN_9Layers_checkpoint.pth.tar``, ``LightCNN_29Layers_checkpoint.pth.tar`` and
@@ -14,9 +16,11 @@ Written from the paper and ../shared/REFERENCE.md so that ``state_dict()`` has e
 Every MFM layer keeps its linear part under ``filter``; the MFM takes the element-wise max of the two channel
 halves. ``forward(x) -> (logits, 256-d feature)``; the feature is taken before dropout.
 """
-import torch
-import torch.nn.functional as F
-from torch import nn
+from lightcnn.optional import require
+
+torch = require("torch", "the authors' PyTorch LightCNN", "torch==2.13.0")
+F = torch.nn.functional
+nn = torch.nn
 
 FEATURE_SIZE = 256
 FLAT = 128 * 8 * 8  # the trunk's (N, 128, 8, 8) output of a 128x128 input, flattened in NCHW order
