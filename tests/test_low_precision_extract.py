@@ -11,7 +11,6 @@ import sys
 
 import numpy as np
 import pytest
-import scipy.io
 
 import mxnet as mx
 

@@ -51,7 +51,6 @@ def timed(step, seconds, warmup=3, min_iters=3):
 
 def mxnet_step(network, dtype, mode, batch_size):
     import mxnet as mx
-    from mxnet import autograd, gluon
 
     from lightcnn import init, precision, quantize
     from lightcnn.model import get_model
@@ -76,18 +75,8 @@ def mxnet_step(network, dtype, mode, batch_size):
                 embedding(data)
             embedding = quantize.quantize(embedding, calib, "naive")
         return lambda: embedding(data).wait_to_read()
-    label = mx.nd.array([i % NUM_CLASSES for i in range(batch_size)])
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-5})
-
-    def train():
-        with autograd.record():
-            logits, _ = net(data)
-            loss = loss_fn(logits, label)
-        loss.backward()
-        trainer.step(batch_size)
-        loss.wait_to_read()
-    return train
+    from lightcnn.tools.bench_model import training_step
+    return training_step(net, data, mx.nd.array([i % NUM_CLASSES for i in range(batch_size)]))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -221,7 +210,6 @@ def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=
         raise ValueError("int8-sumrelu is a form of this project's MXNet network")
     start_rss = peak_rss_mb()
     if framework == "mxnet":
-        import lightcnn  # noqa: F401  (sets OMP_NUM_THREADS before MXNet reads it)
         step = mxnet_step(network, dtype, mode, batch_size)
     else:
         step = pytorch_step(network, dtype, mode, batch_size, threads)

@@ -83,6 +83,22 @@ def matmul_peak_gflops(ctx, n=2048, seconds=3.0):
     return max(best.values()), best
 
 
+def training_step(net, data, label):
+    """One timed training step: forward, softmax loss, backward, an Adam step of the whole classifier network (it
+    waits for its result)."""
+    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
+    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-5})
+
+    def train():
+        with autograd.record():
+            logits, _ = net(data)
+            loss = loss_fn(logits, label)
+        loss.backward()
+        trainer.step(data.shape[0])
+        loss.wait_to_read()
+    return train
+
+
 def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_classes=1000, warmup=3):
     ctx = ctx or mx.cpu()
     net = get_model(network, num_classes)
@@ -96,16 +112,7 @@ def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_cl
     def infer():
         net(data)[1].wait_to_read()
 
-    loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    trainer = gluon.Trainer(net.collect_params(), "adam", {"learning_rate": 1e-5})
-
-    def train():
-        with autograd.record():
-            logits, _ = net(data)
-            loss = loss_fn(logits, label)
-        loss.backward()
-        trainer.step(batch_size)
-        loss.wait_to_read()
+    train = training_step(net, data, label)
 
     for _ in range(warmup):
         infer()
