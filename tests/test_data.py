@@ -63,7 +63,8 @@ def batches(it, n=None):
 def test_preprocess_record_round_trip():
     p = Preprocess(image_size=144, crop_size=128, scale=1 / 128.0, mean=127.5)
     assert Preprocess.from_dict(p.to_dict()) == p
-    assert Preprocess().to_dict() == {"image_size": 144, "crop_size": 128, "scale": 1 / 255.0, "mean": 0.0}
+    assert Preprocess().to_dict() == {"image_size": 144, "crop_size": 128, "scale": 1 / 255.0, "mean": 0.0,
+                                      "fit": "crop", "align": None}
     assert Preprocess().data_shape == (1, 128, 128)
     with pytest.raises(ValueError, match="unknown"):
         Preprocess.from_dict({"image_size": 144, "colour": True})
@@ -140,10 +141,14 @@ def test_eval_iter_every_image_once_and_equals_load_eval_image(dataset):
 def test_load_eval_image_of_files(tmp_path):
     img = np.random.RandomState(3).randint(0, 256, (112, 92), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "a.pgm"), img)
-    out = images.load_eval_image(tmp_path / "a.pgm")
+    out = images.load_eval_image(tmp_path / "a.pgm", Preprocess(fit="stretch"))
     resized = cv2.resize(img, (144, 144), interpolation=cv2.INTER_LINEAR)
     expected = Preprocess().normalize(images.center_crop(resized, 128))
     assert out.shape == (1, 128, 128) and out.dtype == np.float32 and np.array_equal(out[0], expected)
+    # the default keeps the proportions: the centre 92x92 square, enlarged
+    cropped = cv2.resize(img[10:102], (144, 144), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(images.load_eval_image(tmp_path / "a.pgm")[0],
+                          Preprocess().normalize(images.center_crop(cropped, 128)))
     (tmp_path / "bad.jpg").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.jpg"):
         images.load_eval_image(tmp_path / "bad.jpg")
