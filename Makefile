@@ -25,9 +25,11 @@ $(STAMP): $(REQUIREMENTS) pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-# the test-only and optional-feature packages (requirements-test.txt) come on top of the main set
-$(TEST_STAMP): requirements-test.txt $(STAMP)
+# the test-only and optional-feature packages (requirements-test.txt) come on top of the main set; the alignment
+# pins (MediaPipe) without their declared dependencies, which would add a second OpenCV (see requirements-align.txt)
+$(TEST_STAMP): requirements-test.txt requirements-align.txt $(STAMP)
 	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-align.txt
 	touch $@
 
 # optional: Horovod with MXNet support in the same venv (`make test` builds it: its tests run in CI)
