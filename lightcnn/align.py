@@ -211,6 +211,8 @@ class AlignResult:
         The face outline (the mesh's 36-point face oval; the detector box with ``landmarks="detector"``).
     num_faces : int
         Faces the detector found.
+    colour : bool
+        The file was a colour image (:func:`align_bytes`).
     """
 
     image: np.ndarray | None
@@ -222,6 +224,7 @@ class AlignResult:
     num_faces: int = 0
     outside: float | None = None
     outline: np.ndarray | None = None
+    colour: bool = False
 
     @property
     def ok(self):
@@ -587,7 +590,9 @@ def align_bytes(aligner, data):
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if image is None or image.shape[:2] != gray.shape:
             image = gray
-    return aligner.align(image, gray=gray)
+    result = aligner.align(image, gray=gray)
+    result.colour = colour
+    return result
 
 
 def align_file(aligner, path):

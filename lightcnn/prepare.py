@@ -1,7 +1,8 @@
-"""Build a LightCNN training set from a folder of aligned faces.
+"""Build a LightCNN training set from a folder of faces (aligned, or raw photos with ``--align``).
 
     python -m lightcnn.prepare --root FACES --out DIR [--identity-list FILE | --num-identities N --min-images K]
-        [--val-fraction F] [--seed S] [--image-size 144] [--quality 95] [--num-threads T] [--force]
+        [--val-fraction F] [--seed S] [--image-size 144] [--fit crop|pad|stretch] [--align [--min-size 40 ...]]
+        [--quality 95] [--num-threads T] [--force]
 
 ``FACES/<identity>/<image>`` (jpg/jpeg/png/pgm/bmp, gray or colour) becomes, in ``DIR``:
 
@@ -9,7 +10,9 @@
 - ``classes.txt``: one identity per line, line i = label i (labels are contiguous, 0..C-1);
 - ``train.rec`` + ``train.idx``, ``val.rec`` + ``val.idx``: gray ``image_size`` x ``image_size`` JPEGs
   (quality 95), what ``lightcnn.data`` and ``train_lightcnn.py`` read;
-- ``summary.json``: counts, the chosen options, and every skipped file with its reason.
+- ``summary.json``: counts, the chosen options, every skipped file with its reason, and ``preprocess``: how the
+  stored faces were made (size, ``fit``, ``align``), which training records in its checkpoints so that extraction
+  repeats it.
 
 This is im2rec's logic (``--color 0 --quality 95``, shuffled lists, unique record ids) done in-process with a
 thread pool, because im2rec skips an undecodable image with a printed line and keeps its entry in the ``.lst``,
@@ -18,9 +21,11 @@ it enters a list; a file that fails is listed in the summary with the reason and
 decoded once: its encoded JPEG waits in a spool file until the lists are known.
 
 Rules, decided once:
-- images are converted to gray and resized to exactly ``image_size`` square (``lightcnn.images.resize_square``:
-  aligned crops are used whole, a non-square face is stretched, never cropped); the feature extractor uses the
-  same functions;
+- images are converted to gray, made square as ``--fit`` says (default: the centre square; ``pad``: black bars;
+  ``stretch``: what earlier releases did) and resized to exactly ``image_size`` (``lightcnn.images.resize_square``,
+  the feature extractor's function too); the summary counts the images that were not square;
+- ``--align``: each photo's largest face is aligned to the LightCNN template first (``lightcnn.align``, the same
+  code as ``python -m lightcnn.align``); a photo without a usable face is skipped with the reason;
 - identities: those in ``--identity-list`` (labels in list order), or the ``--num-identities`` identities with the
   most readable images among those with at least ``--min-images`` (ties broken by name; labels in name order),
   or every identity with at least ``--min-images`` readable images;
@@ -28,25 +33,34 @@ Rules, decided once:
   validation, but at least one always stays in training;
 - record ids are unique over both splits (identity label order, then path order); the list lines (and records)
   are shuffled with ``seed``, as im2rec does, so ``num_parts`` shards of a ``.rec`` hold a mix of identities.
+
+Whatever the root holds, the builder neither crashes nor hangs: symbolic-link loops, broken links, pipes and
+devices named like images, names that are not UTF-8 and a second link to the same identity folder are listed with
+the reason and left out. A build that fails (a read-only output, a full disk) says why in one line and removes what
+it wrote, including the output folder when it made it.
 """
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
+import errno
 import json
 import math
 import os
 import random
+import shutil
+import stat
 import sys
 import time
 
 import cv2
-import mxnet as mx
 
 from lightcnn import cli, files
-from lightcnn.data import CLASSES_FILE
-from lightcnn.images import STORED_SIZE, decode_gray, is_image_file, resize_square
+from lightcnn.images import (DEFAULT_FIT, FIT_WORDS, FITS, LEGACY_FIT, STORED_SIZE, TEMPLATE, Preprocess, Template,
+                             decode_gray, is_image_file, read_image_file, resize_square)
 
+CLASSES_FILE = "classes.txt"  # lightcnn.data.CLASSES_FILE (not imported: MXNet is imported only to pack records)
 OUTPUT_FILES = ("train.lst", "val.lst", "train.rec", "train.idx", "val.rec", "val.idx", CLASSES_FILE,
                 "summary.json")
 _SPOOL = ".prepare-spool.tmp"
@@ -60,45 +74,104 @@ class PrepareError(ValueError):
 # ----------------------------------------------------------------------------------------------------------------
 # Scanning
 
+def _kind(path):
+    """``("dir" | "file" | "other", None)`` for what ``path`` is after following links, or ``(None, reason)`` when
+    it cannot be told (a link loop, a broken link, no permission)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return None, "symbolic link loop"
+        if error.errno == errno.ENOENT and os.path.islink(path):
+            return None, "broken symbolic link"
+        return None, f"cannot inspect: {error.strerror or error}"
+    if stat.S_ISDIR(mode):
+        return "dir", None
+    if stat.S_ISREG(mode):
+        return "file", None
+    return "other", "not a regular file (a pipe, socket or device)"
+
+
+def _bad_name(name):
+    """Why a file or folder name cannot go into a list file, or None."""
+    if any(c in name for c in "\t\r\n"):
+        return "tab or line break in the name"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "name is not valid UTF-8"
+    return None
+
+
+def _printable(name):
+    """A name for messages and summary.json even when it is not valid UTF-8."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")  # b"bad\xff.png" -> "bad\\xff.png"
+
+
 def scan_root(root, exclude=None):
     """List ``root``'s identity folders and their candidate image files (by extension).
 
     Returns ``(identities, empty_folders, non_image_files, ignored)``: ``identities`` maps a folder name to its
     sorted image file names; ``empty_folders`` are identity folders without any image file; ``non_image_files``
     are files in identity folders whose extension is not an image's; ``ignored`` lists other entries (files
-    directly under ``root``, sub-folders of identity folders, hidden folders, the output folder) with a reason.
+    directly under ``root``, sub-folders of identity folders, hidden folders, the output folder, link loops, broken
+    links, pipes and devices, names that are not UTF-8, a second link to an identity folder already listed) with a
+    reason. Identity folders and images reached through symbolic links are used like any other.
     """
     exclude = os.path.realpath(exclude) if exclude else None
     identities, empty, non_image, ignored = {}, [], [], []
+    seen = {}  # real path of an identity folder -> its name (two names for one folder would be two labels)
+
+    def ignore(path, reason):
+        ignored.append({"path": _printable(path), "reason": reason})
+
     try:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as error:
-        raise PrepareError(f"cannot list the root folder {root}: {error}") from None
+        raise PrepareError(f"cannot list the root folder {root}: {error.strerror or error}") from None
     for entry in entries:
-        if not entry.is_dir():
-            ignored.append({"path": entry.name, "reason": "file outside any identity folder"})
+        kind, problem = _kind(entry.path)
+        if problem and kind is None:
+            ignore(entry.name, problem)
             continue
-        if exclude and os.path.realpath(entry.path) == exclude:
-            ignored.append({"path": entry.name, "reason": "the output folder"})
+        if kind != "dir":
+            ignore(entry.name, "file outside any identity folder")
+            continue
+        real = os.path.realpath(entry.path)
+        if exclude and real == exclude:
+            ignore(entry.name, "the output folder")
             continue
         if entry.name.startswith("."):
-            ignored.append({"path": entry.name, "reason": "hidden folder"})
+            ignore(entry.name, "hidden folder")
             continue
-        if any(c in entry.name for c in "\t\r\n"):
-            ignored.append({"path": entry.name, "reason": "tab or line break in the folder name"})
+        problem = _bad_name(entry.name)
+        if problem:
+            ignore(entry.name, problem)
+            continue
+        if real in seen:
+            ignore(entry.name, f"the same folder as identity {seen[real]} (a symbolic link to it)")
+            continue
+        seen[real] = entry.name
+        try:
+            subs = sorted(os.scandir(entry.path), key=lambda e: e.name)
+        except OSError as error:
+            ignore(entry.name, f"cannot list the identity folder: {error.strerror or error}")
             continue
         images = []
-        for sub in sorted(os.scandir(entry.path), key=lambda e: e.name):
+        for sub in subs:
             rel = f"{entry.name}/{sub.name}"
-            if sub.is_dir():
-                ignored.append({"path": rel, "reason": "sub-folder inside an identity folder (not searched)"})
-            elif is_image_file(sub.name):
-                if any(c in sub.name for c in "\t\r\n"):
-                    ignored.append({"path": rel, "reason": "tab or line break in the file name"})
+            kind, problem = _kind(sub.path)
+            if kind == "dir":
+                ignore(rel, "sub-folder inside an identity folder (not searched)")
+            elif not is_image_file(sub.name):
+                if kind is None:
+                    ignore(rel, problem)
                 else:
-                    images.append(sub.name)
+                    non_image.append(_printable(rel))
+            elif problem or _bad_name(sub.name):
+                ignore(rel, problem or _bad_name(sub.name))
             else:
-                non_image.append(rel)
+                images.append(sub.name)
         if images:
             identities[entry.name] = images
         else:
@@ -133,7 +206,7 @@ def _sample(items, limit=10):
 # ----------------------------------------------------------------------------------------------------------------
 # Validating and encoding (one decode per image)
 
-def encode_face(data, image_size=STORED_SIZE, quality=95):
+def encode_face(data, image_size=STORED_SIZE, quality=95, fit=DEFAULT_FIT):
     """Encoded image bytes -> ``(jpeg bytes, None, info)`` or ``(None, reason, {})`` when it cannot be used."""
     if not data:
         return None, "empty file (0 bytes)", {}
@@ -141,20 +214,30 @@ def encode_face(data, image_size=STORED_SIZE, quality=95):
     if img is None:
         return None, "cannot decode: corrupt, truncated or not a supported image", {}
     h, w = img.shape
-    out = resize_square(img, image_size)
-    ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return _jpeg(resize_square(img, image_size, fit), quality, {"colour": colour, "width": w, "height": h})
+
+
+def _jpeg(img, quality, info):
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         return None, "JPEG encoding failed", {}
-    return buf.tobytes(), None, {"colour": colour, "width": w, "height": h}
+    return buf.tobytes(), None, info
 
 
-def _encode_file(path, image_size, quality):
+def _encode_file(path, image_size, quality, fit, aligners=None):
+    """One image file -> what :func:`encode_face` returns; aligned first when ``aligners`` (a
+    :class:`lightcnn.align.ThreadAligners`) is given."""
+    if aligners is not None:
+        result = aligners.align_file(path)
+        if not result.ok:
+            plain = result.reason.startswith(("not found", "cannot read", "cannot decode", "empty file"))
+            return None, result.reason if plain else f"not aligned: {result.reason}", {}
+        return _jpeg(result.image, quality, {"colour": result.colour, "note": result.note, "aligned": True})
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_image_file(path)
     except OSError as error:
         return None, f"cannot read: {error.strerror or error}", {}
-    return encode_face(data, image_size, quality)
+    return encode_face(data, image_size, quality, fit)
 
 
 class _Progress:
@@ -183,39 +266,46 @@ class _Progress:
 
 
 class _Validator:
-    """Decodes, checks and encodes the images of identities on a thread pool, spooling the JPEGs to disk."""
+    """Decodes, checks and encodes (aligning first with ``aligners``) the images of identities on a thread pool,
+    spooling the JPEGs to disk."""
 
-    def __init__(self, root, spool_path, image_size, quality, num_threads, progress):
-        self.root, self.image_size, self.quality = root, image_size, quality
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_threads)
-        self.spool = open(spool_path, "w+b")
+    def __init__(self, root, spool, image_size, quality, fit, aligners, num_threads, progress):
+        self.root, self.image_size, self.quality, self.fit, self.aligners = root, image_size, quality, fit, aligners
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=num_threads, thread_name_prefix="prepare")
+        self.spool = spool
         self.progress = progress
         self.valid = {}  # identity -> [(relpath, offset, length)], in file-name order
         self.skipped = []  # {"path", "reason"}
-        self.colour = self.resized = self.enlarged = 0
+        self.notes = []  # {"path", "note"}: aligned, with something to say (several faces)
+        self.colour = self.resized = self.enlarged = self.not_square = 0
 
     def close(self):
-        self.pool.shutdown()
-        self.spool.close()
+        self.pool.shutdown(cancel_futures=True)
 
     def validate(self, names, listing):
         jobs = [(name, f"{name}/{fname}") for name in names for fname in listing[name]]
+        encode = lambda path: _encode_file(path, self.image_size, self.quality, self.fit, self.aligners)  # noqa
         for start in range(0, len(jobs), _GROUP_IMAGES):
             group = jobs[start:start + _GROUP_IMAGES]
             paths = [os.path.join(self.root, *rel.split("/")) for _, rel in group]
-            results = self.pool.map(lambda p: _encode_file(p, self.image_size, self.quality), paths)
-            for (name, rel), (jpeg, reason, info) in zip(group, results):
+            for (name, rel), (jpeg, reason, info) in zip(group, self.pool.map(encode, paths)):
                 valid = self.valid.setdefault(name, [])
                 if jpeg is None:
                     self.skipped.append({"path": rel, "reason": reason})
                     continue
                 offset = self.spool.seek(0, os.SEEK_END)
-                self.spool.write(jpeg)
+                with _writing(self.spool.name):
+                    self.spool.write(jpeg)
                 valid.append((rel, offset, len(jpeg)))
-                self.colour += info["colour"]
+                self.colour += bool(info["colour"])
+                if info.get("note"):
+                    self.notes.append({"path": rel, "note": info["note"]})
+                if info.get("aligned"):
+                    continue
                 if (info["width"], info["height"]) != (self.image_size, self.image_size):
                     self.resized += 1
                     self.enlarged += info["width"] * info["height"] < self.image_size ** 2
+                    self.not_square += info["width"] != info["height"]
             self.progress.update(len(group), f", {len(self.skipped)} skipped")
         for name in names:
             self.valid.setdefault(name, [])
@@ -223,6 +313,31 @@ class _Validator:
     def read(self, offset, length):
         self.spool.seek(offset)
         return self.spool.read(length)
+
+
+@contextlib.contextmanager
+def _writing(path):
+    """A failed write (Python's OSError, or MXNet's C++ error from the record writer) as one PrepareError naming the
+    file and the reason (with the space left on its device, when that may be the reason)."""
+    try:
+        yield
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    except Exception as error:  # noqa: BLE001 (MXNet's error class is only importable with MXNet)
+        if type(error).__name__ != "MXNetError":
+            raise
+        reason = (str(error).strip().splitlines() or ["the write failed"])[0]  # its C++ text does not say why
+        full = True
+    else:
+        return
+    free = ""
+    if full:
+        try:
+            free = f"; {shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free / 2 ** 20:.1f} MB free there"
+        except OSError:
+            pass
+    raise PrepareError(f"cannot write {path}: {reason}{free}") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -272,7 +387,8 @@ def split_identity(paths, val_fraction, seed, name):
 # The builder
 
 def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_images=None, val_fraction=0.05,
-                    seed=0, image_size=STORED_SIZE, quality=95, num_threads=None, force=False, verbose=True):
+                    seed=0, image_size=STORED_SIZE, quality=95, num_threads=None, force=False, verbose=True,
+                    fit=DEFAULT_FIT, align=False, align_policy=None):
     """Build ``train``/``val`` ``.lst``, ``.rec``, ``.idx``, ``classes.txt`` and ``summary.json`` in ``out_dir``.
 
     Parameters
@@ -293,9 +409,15 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
     image_size, quality : int
         Side of the stored gray squares and their JPEG quality.
     num_threads : int, optional
-        Decoding/encoding threads (default: all cores).
+        Decoding/encoding (and aligning) threads (default: all cores).
     force, verbose : bool
         Replace existing outputs; print progress and the summary.
+    fit : {"crop", "pad", "stretch"}
+        How a face that is not square becomes square (:func:`lightcnn.images.make_square`).
+    align : bool
+        Align each photo's largest face to the LightCNN template first (:mod:`lightcnn.align`; needs MediaPipe).
+    align_policy : dict, optional
+        ``min_size``, ``max_outside``, ``pad``, ``min_confidence`` of :class:`lightcnn.align.Aligner`.
 
     Returns
     -------
@@ -316,12 +438,21 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         raise PrepareError(f"--min-images must be >= 1, got {min_images}")
     if image_size < 1 or not 1 <= quality <= 100:
         raise PrepareError(f"--image-size must be >= 1 and --quality in [1, 100], got {image_size}, {quality}")
+    if fit not in FITS:
+        raise PrepareError(f"--fit must be one of {', '.join(FITS)}, got {fit!r}")
+    if align and image_size != TEMPLATE.size:
+        raise PrepareError(f"--align writes {TEMPLATE.size}x{TEMPLATE.size} faces (the LightCNN template); "
+                           f"--image-size must be {TEMPLATE.size}, got {image_size}")
+    if align_policy and not align:
+        raise PrepareError("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
     num_threads = int(num_threads or os.cpu_count() or 1)
+    stored = Preprocess(image_size=image_size, fit=fit, align=TEMPLATE if align else None)
 
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise PrepareError(f"--out {out_dir} exists and is not a folder")
     existing = [name for name in OUTPUT_FILES if os.path.exists(os.path.join(out_dir, name))]
     if existing and not force:
         raise PrepareError(f"{out_dir} already holds {', '.join(existing)}; pass --force to replace them")
-    os.makedirs(out_dir, exist_ok=True)
 
     if isinstance(identity_list, (str, os.PathLike)):
         list_source = os.fspath(identity_list)
@@ -331,6 +462,11 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         requested = list(identity_list) if identity_list is not None else None
     if requested is not None and not requested:
         raise PrepareError("the identity list is empty")
+
+    aligners = None
+    if align:
+        from lightcnn.align import ThreadAligners  # MediaPipe: only for --align (its install line if missing)
+        aligners = ThreadAligners(TEMPLATE, **(align_policy or {}))
 
     listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     if requested is not None:
@@ -345,13 +481,24 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
                 parts.append(f"{len(no_images)} with no image files: {_sample(no_images)}")
             raise PrepareError("requested identities missing: " + "; ".join(parts))
 
-    cv_level = _quiet_opencv()
+    # Nothing is written before here; from here on, a failure removes what this build wrote (and the folder, if
+    # this build made it), and a failed write is one line naming the file.
+    created = not os.path.isdir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as error:
+        raise PrepareError(f"cannot create the output folder {out_dir}: {error.strerror or error}") from None
     spool_path = os.path.join(out_dir, _SPOOL)
     tmp = {name: os.path.join(out_dir, name + ".tmp") for name in OUTPUT_FILES}
-    progress_total = sum(len(listing[n]) for n in requested) if requested is not None else None
-    progress = _Progress("decoded and checked", progress_total, enabled=verbose)
-    validator = _Validator(root, spool_path, image_size, quality, num_threads, progress)
+    cv_level = _quiet_opencv()
+    validator = spool = None
     try:
+        with _writing(spool_path):
+            spool = open(spool_path, "w+b")
+        progress_total = sum(len(listing[n]) for n in requested) if requested is not None else None
+        progress = _Progress("aligned and checked" if align else "decoded and checked", progress_total,
+                             enabled=verbose)
+        validator = _Validator(root, spool, image_size, quality, fit, aligners, num_threads, progress)
         if requested is not None:
             validator.validate(requested, listing)
             unreadable = [n for n in requested if not validator.valid[n]]
@@ -382,44 +529,75 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         for split in ("train", "val"):
             random.Random(f"{seed}/{split}").shuffle(splits[split])
 
-        with open(tmp[CLASSES_FILE], "w", encoding="utf-8") as f:
+        with _writing(tmp[CLASSES_FILE]), open(tmp[CLASSES_FILE], "w", encoding="utf-8") as f:
             f.writelines(name + "\n" for name in chosen)
         for split, items in splits.items():
-            with open(tmp[f"{split}.lst"], "w", encoding="utf-8") as f:
+            with _writing(tmp[f"{split}.lst"]), open(tmp[f"{split}.lst"], "w", encoding="utf-8") as f:
                 f.writelines(f"{idx}\t{float(label):f}\t{rel}\n" for idx, label, rel, _, _ in items)
-            pack = _Progress(f"packed {split}.rec", len(items), enabled=verbose)
-            writer = mx.recordio.MXIndexedRecordIO(tmp[f"{split}.idx"], tmp[f"{split}.rec"], "w")
-            try:
-                for idx, label, rel, off, length in items:
-                    header = mx.recordio.IRHeader(0, float(label), idx, 0)
-                    writer.write_idx(idx, mx.recordio.pack(header, validator.read(off, length)))
-                    pack.update(1)
-            finally:
-                writer.close()
-            pack.finish()
+            with _writing(tmp[f"{split}.rec"]):
+                _pack(tmp[f"{split}.idx"], tmp[f"{split}.rec"], items, validator,
+                      _Progress(f"packed {split}.rec", len(items), enabled=verbose))
 
-        summary = _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, mode=mode,
+        summary = _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, stored, mode=mode,
                            identity_list=list_source, num_identities=num_identities, min_images=min_images,
-                           val_fraction=val_fraction, seed=seed, image_size=image_size, quality=quality,
-                           num_threads=num_threads, seconds=time.time() - started, scanned=len(listing) + len(empty))
-        with open(tmp["summary.json"], "w", encoding="utf-8") as f:
+                           val_fraction=val_fraction, seed=seed, quality=quality, num_threads=num_threads,
+                           align_policy=dict(aligners.policy) if aligners else None,
+                           seconds=time.time() - started, scanned=len(listing) + len(empty))
+        with _writing(tmp["summary.json"]), open(tmp["summary.json"], "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
             f.write("\n")
-        for name in OUTPUT_FILES:  # all outputs appear together, only once everything is written
-            files.publish(tmp[name], os.path.join(out_dir, name))
+        with _writing(out_dir):
+            # an earlier build's summary goes first: a half-replaced output never passes for a complete one
+            files.remove_quietly(os.path.join(out_dir, "summary.json"))
+            for name in OUTPUT_FILES:  # all outputs appear together, only once everything is written
+                files.publish(tmp[name], os.path.join(out_dir, name))
+    except BaseException:
+        _cleanup(validator, spool, aligners, list(tmp.values()) + [spool_path])
+        if created:
+            try:
+                os.rmdir(out_dir)  # empty now, unless someone else put files there
+            except OSError:
+                pass
+        raise
     finally:
-        validator.close()
         _restore_opencv(cv_level)
-        for path in list(tmp.values()) + [spool_path]:
-            if os.path.exists(path):
-                os.remove(path)
+    _cleanup(validator, spool, aligners, [spool_path])
     if verbose:
         print_summary(summary)
     return summary
 
 
-def _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, *, mode, identity_list,
-             num_identities, min_images, val_fraction, seed, image_size, quality, num_threads, seconds, scanned):
+def _pack(idx_path, rec_path, items, validator, progress):
+    """Write the records of ``items`` (id, label, rel, spool offset, length) into an indexed RecordIO."""
+    import mxnet as mx  # only here: scanning and aligning (lightcnn.align uses scan_root) never import MXNet
+
+    writer = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "w")
+    try:
+        for idx, label, rel, off, length in items:
+            header = mx.recordio.IRHeader(0, float(label), idx, 0)
+            writer.write_idx(idx, mx.recordio.pack(header, validator.read(off, length)))
+            progress.update(1)
+    finally:
+        writer.close()
+    progress.finish()
+
+
+def _cleanup(validator, spool, aligners, paths):
+    """Stop the threads, close the spool and remove temporary files; every step is tried even when one fails, and
+    none of them raises (cleanup must not hide the error being handled, nor leave a full disk full)."""
+    for step in (validator.close if validator else None, spool.close if spool else None,
+                 aligners.close if aligners else None):
+        if step is None:
+            continue
+        try:
+            step()
+        except Exception:  # noqa: BLE001 (e.g. a full disk refusing the spool's last flush)
+            pass
+    files.remove_quietly(*[path for path in paths if os.path.lexists(path)])
+
+
+def _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, stored, *, mode, identity_list,
+             num_identities, min_images, val_fraction, seed, quality, num_threads, align_policy, seconds, scanned):
     per_identity = [len(validator.valid[n]) for n in chosen]
     counts = {}
     for split, items in splits.items():
@@ -429,7 +607,11 @@ def _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored
         "root": os.path.abspath(root), "out_dir": os.path.abspath(out_dir),
         "options": {"selection": mode, "identity_list": identity_list, "num_identities": num_identities,
                     "min_images": min_images, "val_fraction": val_fraction, "seed": seed,
-                    "image_size": image_size, "quality": quality, "color": "gray", "num_threads": num_threads},
+                    "image_size": stored.image_size, "quality": quality, "color": "gray", "num_threads": num_threads,
+                    "fit": stored.fit, "align": stored.align is not None, "align_policy": align_policy},
+        # how the stored faces were made: training records it in its checkpoints (read_stored_preprocess)
+        "preprocess": {"image_size": stored.image_size, "fit": stored.fit,
+                       "align": stored.align.to_dict() if stored.align else None},
         "num_classes": len(chosen),
         "num_images": sum(per_identity),
         "images_per_identity": {"min": min(per_identity), "max": max(per_identity),
@@ -441,13 +623,36 @@ def _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored
         "identities_checked": len(validator.valid),
         "images_checked": sum(len(v) for v in validator.valid.values()) + len(validator.skipped),
         "converted_colour_to_gray": validator.colour,
-        "resized": validator.resized, "enlarged": validator.enlarged,
+        "resized": validator.resized, "enlarged": validator.enlarged, "not_square": validator.not_square,
         "skipped": validator.skipped,
+        "aligned_notes": validator.notes,
         "empty_identity_folders": empty,
         "non_image_files": non_image,
         "ignored": ignored,
         "seconds": round(seconds, 2),
     }
+
+
+def read_stored_preprocess(rec_path):
+    """How the faces of a dataset were made, from the ``summary.json`` beside its ``.rec``:
+    ``({"fit": ..., "align": Template or None}, source)``.
+
+    A summary of an earlier release (without ``preprocess``) means ``stretch`` and not aligned, what that builder
+    did; a ``.rec`` without a summary (im2rec, another tool) gives ``None``: nothing is known.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(rec_path))), "summary.json")
+    if not os.path.isfile(path):
+        return None, path
+    try:
+        summary = files.read_json(path)
+        record = summary.get("preprocess") or {"fit": LEGACY_FIT, "align": None}
+        align = record.get("align")
+        stored = {"fit": record.get("fit", LEGACY_FIT), "align": Template.from_dict(align) if align else None}
+        if stored["fit"] not in FITS:
+            raise ValueError(f"unknown fit {stored['fit']!r}")
+    except (OSError, ValueError, AttributeError, TypeError) as error:
+        raise PrepareError(f"{path} cannot be read as the dataset builder's summary: {error}") from None
+    return stored, path
 
 
 def print_summary(summary, out=None, limit=20):
@@ -466,12 +671,17 @@ def print_summary(summary, out=None, limit=20):
     if summary["identities_shortfall"]:
         p(f"WARNING: asked for {opts['num_identities']} identities, only {summary['num_classes']} have at least "
           f"{opts['min_images'] or 1} readable images")
+    if opts["align"]:
+        made = f"aligned to the LightCNN template ({Template.from_dict(summary['preprocess']['align']).describe()})"
+    else:
+        made = (f"{summary['not_square']} not square, {FIT_WORDS[opts['fit']]} (--fit {opts['fit']}); "
+                f"{summary['resized']} resized ({summary['enlarged']} enlarged)")
     p(f"stored gray {opts['image_size']}x{opts['image_size']} JPEG q{opts['quality']}; "
-      f"{summary['converted_colour_to_gray']} colour images converted to gray, {summary['resized']} resized "
-      f"({summary['enlarged']} enlarged); {summary['images_checked']} images of "
-      f"{summary['identities_checked']} identities checked in {summary['seconds']} s")
+      f"{summary['converted_colour_to_gray']} colour images converted to gray; {made}; {summary['images_checked']} "
+      f"images of {summary['identities_checked']} identities checked in {summary['seconds']} s")
     sections = [
         ("skipped files (not packed)", [f"{s['path']}: {s['reason']}" for s in summary["skipped"]]),
+        ("aligned, with a note", [f"{s['path']}: {s['note']}" for s in summary["aligned_notes"]]),
         ("empty identity folders (no image files)", summary["empty_identity_folders"]),
         ("non-image files", summary["non_image_files"]),
         ("ignored entries", [f"{s['path']}: {s['reason']}" for s in summary["ignored"]]),
@@ -509,7 +719,8 @@ def build_parser():
         prog="python -m lightcnn.prepare",
         description="Pack <root>/<identity>/<image> faces into gray train/val RecordIO for LightCNN.")
     io = parser.add_argument_group("input and output")
-    io.add_argument("--root", required=True, help="folder of aligned faces, one sub-folder per identity")
+    io.add_argument("--root", required=True, help="folder of faces (or photos, with --align), one sub-folder per "
+                                                  "identity")
     io.add_argument("--out", required=True, help="output folder for .lst/.rec/.idx, classes.txt, summary.json")
     io.add_argument("--force", action="store_true", help="replace existing outputs in --out")
     sel = parser.add_argument_group("which identities")
@@ -523,17 +734,36 @@ def build_parser():
     split.add_argument("--seed", type=int, default=0, help="seed of the split and of the list order")
     pack = parser.add_argument_group("packing")
     pack.add_argument("--image-size", type=int, default=STORED_SIZE, help="side of the stored gray squares")
+    pack.add_argument("--fit", choices=FITS, default=DEFAULT_FIT,
+                      help="a face that is not square: its centre square (crop), black bars (pad) or stretched "
+                           "(stretch, what earlier releases did)")
+    pack.add_argument("--align", action="store_true",
+                      help="align each photo's largest face to the LightCNN template first (needs MediaPipe: "
+                           "pip install --no-deps -r requirements-align.txt)")
     pack.add_argument("--quality", type=int, default=95, help="JPEG quality")
-    pack.add_argument("--num-threads", type=int, default=os.cpu_count() or 1, help="decoding/encoding threads")
+    pack.add_argument("--num-threads", type=int, default=os.cpu_count() or 1,
+                      help="decoding/encoding (and aligning) threads")
+    faces = parser.add_argument_group("which faces (with --align; as python -m lightcnn.align)")
+    for flag, kind, help_text in (("--min-size", float, "faces narrower than this (photo pixels) are skipped "
+                                                        "(default 40)"),
+                                  ("--max-outside", float, "faces with more than this share of their outline "
+                                                           "outside the photo are 'cut off' (default 0.2)"),
+                                  ("--pad", float, "border added before detection, share of the longer side "
+                                                   "(default 0.25)"),
+                                  ("--min-confidence", float, "detector score threshold (default 0.5)")):
+        faces.add_argument(flag, type=kind, default=None, help=help_text)
     cli.add_debug_flag(parser)
     return parser
 
 
 def _prepare(argv):
     args = build_parser().parse_args(argv)
+    policy = {name: getattr(args, name) for name in ("min_size", "max_outside", "pad", "min_confidence")
+              if getattr(args, name) is not None}
     prepare_dataset(args.root, args.out, identity_list=args.identity_list, num_identities=args.num_identities,
                     min_images=args.min_images, val_fraction=args.val_fraction, seed=args.seed,
-                    image_size=args.image_size, quality=args.quality, num_threads=args.num_threads, force=args.force)
+                    image_size=args.image_size, quality=args.quality, num_threads=args.num_threads, force=args.force,
+                    fit=args.fit, align=args.align, align_policy=policy or None)
     return 0
 
 

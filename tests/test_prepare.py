@@ -1,6 +1,9 @@
 """The dataset builder: real ORL faces packed to train/val RecordIO, and every kind of bad input."""
 import json
 import os
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -256,7 +259,189 @@ def test_existing_output_needs_force(ranked_root, tmp_path):
 def test_missing_root_and_output_inside_root(tmp_path, ranked_root):
     with pytest.raises(PrepareError, match="root folder not found"):
         prepare_dataset(tmp_path / "nowhere", tmp_path / "out")
-    s = prepare_dataset(ranked_root, ranked_root / "packed", verbose=False)
-    assert {"path": "packed", "reason": "the output folder"} in s["ignored"]
+    s = prepare_dataset(ranked_root, ranked_root / "packed", verbose=False)  # made after the scan: not seen
+    assert "packed" not in {item["path"] for item in s["ignored"]}
     s = prepare_dataset(ranked_root, ranked_root / "packed", force=True, verbose=False)
+    assert {"path": "packed", "reason": "the output folder"} in s["ignored"]
     assert "packed" not in (ranked_root / "packed" / "classes.txt").read_text().split()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Whatever the folder holds, the builder neither crashes nor hangs; a failed build removes what it wrote
+
+def test_links_pipes_and_odd_names_are_listed_not_fatal(ranked_root, tmp_path):
+    os.symlink("loop", ranked_root / "loop")  # a link to itself
+    os.symlink("../a", ranked_root / "a" / "up")  # a folder link inside an identity: not searched
+    os.symlink("nothing.jpg", ranked_root / "a" / "broken.jpg")
+    os.symlink(ranked_root / "d", ranked_root / "d_again")  # one folder under two names would be two labels
+    os.mkfifo(ranked_root / "b" / "pipe.jpg")  # reading it would wait for a writer forever
+    write_image(ranked_root / "c" / os.fsdecode(b"bad\xff.png"), noise(144, 144, 99))  # not UTF-8
+    os.symlink(ranked_root / "e", tmp_path / "linked_e")
+    out = tmp_path / "out"
+    # in a child process with a timeout, so that a hang fails the test instead of stopping the suite
+    done = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(ranked_root), "--out", str(out),
+                           "--val-fraction", "0"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    ignored = {item["path"]: item["reason"] for item in summary["ignored"]}
+    assert ignored == {"loop": "symbolic link loop", "a/up": "sub-folder inside an identity folder (not searched)",
+                       "a/broken.jpg": "broken symbolic link",
+                       "d_again": "the same folder as identity d (a symbolic link to it)",
+                       "b/pipe.jpg": "not a regular file (a pipe, socket or device)",
+                       "c/bad\\xff.png": "name is not valid UTF-8"}
+    assert summary["num_images"] == 3 + 3 + 3 + 5 + 2 + 2  # a, b, c, d, e and z's two readable ones
+    for path in ignored:
+        assert path in done.stdout
+
+
+def test_a_symlinked_identity_folder_is_an_identity(tmp_path, ranked_root):
+    root = tmp_path / "linked"
+    root.mkdir()
+    for name in ("a", "d"):
+        os.symlink(ranked_root / name, root / name)
+    summary = prepare_dataset(root, tmp_path / "out", val_fraction=0.0, verbose=False)
+    assert summary["num_classes"] == 2 and summary["num_images"] == 8 and summary["ignored"] == []
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(options) -> a fresh tmpfs folder (``size=...``, ``ro``): a real full or read-only disk."""
+    points = []
+
+    def mount(options):
+        point = tmp_path / f"mnt{len(points)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root in a container that allows it is needed): "
+                        f"{done.stderr.strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in points:
+        subprocess.run(["umount", str(point)], capture_output=True)
+
+
+def run_prepare(root, out):
+    return subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out", str(out)],
+                          capture_output=True, text=True, timeout=120)
+
+
+def error_lines(done):
+    return [line for line in done.stderr.splitlines() if not line.startswith("[prepare]")]
+
+
+def test_a_read_only_output_is_one_line_and_leaves_nothing(ranked_root, mounted):
+    disk = mounted("ro,size=1m")
+    done = run_prepare(ranked_root, disk / "out")
+    assert done.returncode == 2
+    assert error_lines(done) == [f"error: cannot create the output folder {disk / 'out'}: Read-only file system"]
+    done = run_prepare(ranked_root, disk)  # the read-only folder itself
+    assert error_lines(done) == [f"error: cannot write {disk / prepare._SPOOL}: Read-only file system"]
+    assert os.listdir(disk) == []
+
+
+@pytest.mark.parametrize("size, failing", [("128k", prepare._SPOOL), ("400k", "train.rec.tmp")])
+def test_a_full_disk_is_one_line_and_frees_what_it_wrote(tmp_path, mounted, size, failing):
+    """The spool fills the disk (128k), or the records do once the spool fits (400k); either way the error names
+    the file, and the disk is left as empty as it was (the cleanup used to raise first and leave the spool)."""
+    root = tmp_path / "faces"
+    for i in range(12):  # noise: ~21 KB of JPEG each, ~250 KB in the spool and the same again in the records
+        write_image(root / f"p{i % 3}" / f"{i}.png", noise(144, 144, i))
+    disk = mounted(f"size={size}")
+    done = run_prepare(root, disk / "out")
+    assert done.returncode == 2
+    (line,) = error_lines(done)
+    assert line.startswith(f"error: cannot write {disk / 'out' / failing}: No space left on device"), line
+    assert os.listdir(disk) == [] and shutil.disk_usage(disk).used == 0
+
+
+def test_a_failed_build_removes_the_folder_it_made_and_keeps_one_it_did_not(ranked_root, tmp_path):
+    (ranked_root / "z" / "2.png").write_bytes(b"")
+    (ranked_root / "z" / "3.png").write_bytes(b"junk")
+    with pytest.raises(PrepareError, match="no readable image: z"):
+        prepare_dataset(ranked_root, tmp_path / "new", identity_list=["z"], verbose=False)
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("the user's")
+    with pytest.raises(PrepareError, match="no readable image: z"):
+        prepare_dataset(ranked_root, tmp_path / "mine", identity_list=["z"], verbose=False)
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+    (tmp_path / "file").write_text("")
+    with pytest.raises(PrepareError, match="exists and is not a folder"):
+        prepare_dataset(ranked_root, tmp_path / "file")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Non-square faces: a choice, counted, recorded for training and extraction; and --align
+
+def test_orl_faces_are_centre_cropped_by_default_and_it_is_said(orl, capsys):
+    _, out, summary = orl
+    assert summary["not_square"] == 400 and summary["options"]["fit"] == "crop"
+    assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": None}
+    prepare.print_summary(summary)
+    assert "400 not square, centre-cropped to a square (--fit crop)" in capsys.readouterr().out
+    assert prepare.read_stored_preprocess(out / "train.rec") == ({"fit": "crop", "align": None},
+                                                                  str(out / "summary.json"))
+
+
+@pytest.mark.parametrize("fit", images.FITS)
+def test_each_fit_is_what_the_extractor_does(tmp_path, fit):
+    root = tmp_path / "faces"
+    portrait = np.repeat(np.linspace(0, 255, 112).astype(np.uint8)[:, None], 92, axis=1)  # dark top, light bottom
+    write_image(root / "p" / "a.png", portrait)
+    write_image(root / "p" / "square.png", noise(144, 144, 1))
+    summary = prepare_dataset(root, tmp_path / "out", val_fraction=0.0, fit=fit, verbose=False)
+    assert summary["not_square"] == 1 and summary["preprocess"]["fit"] == fit
+    rows = {rel: i for i, _, rel in read_lst(tmp_path / "out" / "train.lst")}
+    stored = dict((i, img) for i, _, img in read_records(str(tmp_path / "out" / "train.rec")))[rows["p/a.png"]]
+    expected = images.resize_square(portrait, 144, fit)
+    assert np.abs(stored.astype(int) - expected).mean() < 1.0  # only the JPEG loss
+    top = stored[0, 72]
+    assert {"crop": 15 < top < 35, "pad": top < 3, "stretch": top < 3}[fit], top  # crop starts at row 10 of 112
+    assert (stored[:, :10] < 3).all() == (fit == "pad")  # the black bars
+
+
+def test_a_dataset_of_an_earlier_release_means_stretch(tmp_path):
+    (tmp_path / "summary.json").write_text(json.dumps({"options": {"image_size": 144}, "num_classes": 2}))
+    assert prepare.read_stored_preprocess(tmp_path / "train.rec")[0] == {"fit": "stretch", "align": None}
+    (tmp_path / "summary.json").unlink()
+    assert prepare.read_stored_preprocess(tmp_path / "train.rec")[0] is None  # im2rec's: nothing is known
+    (tmp_path / "summary.json").write_text("{not json")
+    with pytest.raises(PrepareError, match="cannot be read as the dataset builder's summary"):
+        prepare.read_stored_preprocess(tmp_path / "train.rec")
+    assert prepare.CLASSES_FILE == data.CLASSES_FILE
+
+
+@pytest.mark.slow
+def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp_path):
+    pytest.importorskip("mediapipe", reason="mediapipe not installed: pip install --no-deps -r "
+                                            "requirements-align.txt")
+    from lightcnn import align
+    lfw = shared_data / "lfw_gray144"
+    root = tmp_path / "photos"
+    for name in ("Colin_Powell", "Tony_Blair"):
+        (root / name).mkdir(parents=True)
+        for fname in sorted(os.listdir(lfw / name))[:2]:
+            os.symlink(lfw / name / fname, root / name / fname)
+    write_image(root / "Tony_Blair" / "wall.png", np.full((120, 100), 128, np.uint8))
+    done = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out",
+                           str(tmp_path / "out"), "--align", "--min-size", "30", "--val-fraction", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["skipped"] == [{"path": "Tony_Blair/wall.png", "reason": "not aligned: no face found"}]
+    assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": images.TEMPLATE.to_dict()}
+    assert summary["options"]["align_policy"]["min_size"] == 30 and summary["num_images"] == 4
+    assert "Tony_Blair/wall.png: not aligned: no face found" in done.stdout
+    rows = {rel: i for i, _, rel in read_lst(tmp_path / "out" / "train.lst")}
+    stored = dict((i, img) for i, _, img in read_records(str(tmp_path / "out" / "train.rec")))
+    rel = sorted(rows)[0]
+    with align.Aligner(min_size=30) as aligner:
+        expected = align.align_file(aligner, root / rel).image
+    assert np.abs(stored[rows[rel]].astype(int) - expected).mean() < 1.5  # the same alignment, JPEG q95
+    bad = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out",
+                          str(tmp_path / "o2"), "--min-size", "30"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "alignment settings: add --align" in bad.stderr
