@@ -1,6 +1,9 @@
 """The data a training configuration asks for: RecordIO files (checked before training), or synthetic batches for
 timing the loop (``--benchmark 1``)."""
+import dataclasses
+
 from lightcnn import data
+from lightcnn.prepare import read_stored_preprocess
 from lightcnn.training.config import ConfigError
 from lightcnn.training.loop import TrainingData
 
@@ -20,6 +23,7 @@ def training_data(config):
                                       num_batches=config.benchmark_batches, seed=config.seed + epoch)
         return TrainingData(make_synthetic, num_classes)
 
+    preprocess = stored_faces(config)
     data.check_record_file(config.data_train, preprocess)
     num_classes = data.check_num_classes(None, config.data_train)
     if config.num_classes is not None and config.num_classes != num_classes:
@@ -37,4 +41,22 @@ def training_data(config):
         data.check_num_classes(num_classes, config.data_val)
         val_iter = data.eval_iter(config.data_val, config.batch_size, preprocess, nthreads=config.data_nthreads)
     classes = data.classes_file_of(config.data_train)
-    return TrainingData(make_records, num_classes, val_iter, classes)
+    return TrainingData(make_records, num_classes, val_iter, classes, preprocess)
+
+
+def stored_faces(config):
+    """The config's preprocessing with how the dataset builder made the training faces (``fit``, ``align``, from
+    the summary.json beside the .rec), which the checkpoints record so that extraction repeats it. A validation
+    set made differently is an error."""
+    stored, source = read_stored_preprocess(config.data_train)
+    if config.data_val:
+        val_stored, val_source = read_stored_preprocess(config.data_val)
+        if val_stored is not None and stored is not None and val_stored != stored:
+            raise ConfigError("data_val", f"its faces were made with {val_stored} ({val_source}), the training "
+                                          f"faces with {stored} ({source})")
+    if stored is None:  # not made by lightcnn.prepare: the config's (default) rules
+        return config.preprocess
+    try:
+        return dataclasses.replace(config.preprocess, **stored)
+    except ValueError as error:
+        raise ConfigError("image_size", f"{source}: {error}") from None

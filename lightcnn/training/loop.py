@@ -38,12 +38,15 @@ class TrainingError(RuntimeError):
 @dataclasses.dataclass
 class TrainingData:
     """What the loop trains on. ``make_train_iter(epoch, batch_size, num_parts, part_index)`` gives a fresh, seeded
-    iterator per epoch over this worker's share; ``classes`` is the classes.txt the labels come from."""
+    iterator per epoch over this worker's share; ``classes`` is the classes.txt the labels come from; ``preprocess``
+    the input rules of these faces (the config's, with how the dataset builder made them: fit, align), which the
+    checkpoints record (None: the config's alone)."""
 
     make_train_iter: object
     num_classes: int
     val_iter: object = None
     classes: str = None
+    preprocess: object = None
 
 
 def seed_everything(seed, epoch):
@@ -89,6 +92,7 @@ def _start(config, data, ctxs, store, log):
     if begin_epoch:
         saved = checkpoint.read_sidecar(config.model_prefix, begin_epoch)
         _check_resume(saved, spec, config)
+        _check_resume_faces(saved, data.preprocess, config)
         history = list(saved.training.history) if saved.training else []
         changed = _changed_settings(saved, config)
         if changed:
@@ -127,7 +131,7 @@ def _start(config, data, ctxs, store, log):
             log.info("the checkpoint of epoch %d has no optimizer states (a dist_async run): they start afresh",
                      begin_epoch)
     store.prepare(net)
-    sidecar = Sidecar(model=spec, preprocess=config.preprocess, classes=data.classes, origin=origin)
+    sidecar = Sidecar(model=spec, preprocess=data.preprocess or config.preprocess, classes=data.classes, origin=origin)
     return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar, history)
 
 
@@ -186,6 +190,18 @@ def _check_resume(saved, spec, config):
             raise ConfigError(name, f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was trained "
                                     f"with {name}={theirs!r}, this run asks for {ours!r}; a resume must keep the "
                                     f"settings that define the network and its input")
+
+
+def _check_resume_faces(saved, preprocess, config):
+    """A resume must train on faces made the same way (aligned or not, the same fit) as the checkpoint's."""
+    if saved.preprocess is None or preprocess is None:
+        return
+    for name in ("align", "fit"):
+        theirs, ours = getattr(saved.preprocess, name), getattr(preprocess, name)
+        if theirs != ours:
+            raise ConfigError("data_train", f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was "
+                                            f"trained on faces with {name}={theirs!r}; {config.data_train} holds "
+                                            f"faces with {name}={ours!r} (see its summary.json)")
 
 
 def _changed_settings(saved, config):
