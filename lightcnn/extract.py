@@ -1,9 +1,16 @@
 """Face features of image files: checkpoint + image list -> (N, 256) float32 rows -> ``LFW_features.mat``.
 
-The extractor repeats the evaluation preprocessing of :mod:`lightcnn.images` exactly (``load_eval_image``: gray,
-resize to the stored size if needed, centre crop, ``(x - mean) * scale``), with the network and preprocessing
-rebuilt from a checkpoint's sidecar alone (:mod:`lightcnn.embedding`). Its command line is :func:`main`, run as
+The extractor repeats the evaluation preprocessing of :mod:`lightcnn.images` exactly (gray; aligned to the
+template when the network was trained on aligned faces; made square as it was in training (``fit``) and resized
+to the stored size if needed; centre crop; ``(x - mean) * scale``), with the network and preprocessing rebuilt from
+a checkpoint's sidecar alone (:mod:`lightcnn.embedding`). Its command line is :func:`main`, run as
 ``python extract_features/extract_features.py`` or ``python -m lightcnn.extract``.
+
+Alignment. A checkpoint trained on aligned faces (its sidecar's ``preprocess.align``) gets aligned faces without
+being asked: images under a folder written by ``python -m lightcnn.align`` with the same template are used as they
+are (its ``summary.json`` says so); any other image is aligned first, with MediaPipe (``lightcnn.align``; its
+install line when it is absent), and an image without a usable face is listed with the reason like an unreadable
+one. A folder aligned to another template is refused.
 
 Throughput. MXNet runs a forward pass asynchronously, and OpenCV releases the GIL while it decodes and resizes, so
 a small thread pool decodes the next batches while the current one computes: the main thread pushes batch k+1 to
@@ -26,6 +33,7 @@ the mean give the same scores.
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import logging
 import os
 import time
@@ -36,10 +44,11 @@ import cv2
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import checkpoint, cli, files, lfw, precision, quantize
+from lightcnn import align as aligning, checkpoint, cli, files, lfw, precision, quantize
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
-from lightcnn.images import IMAGE_EXTENSIONS, Preprocess, is_image_file, load_eval_image
+from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, Preprocess, eval_input, is_image_file,
+                             load_gray)
 from lightcnn.model import EMBEDDING_SIZE
 
 logger = logging.getLogger(__name__)
@@ -49,7 +58,8 @@ DEFAULT_MAT = "LFW_features.mat"
 
 
 class MissingImagesError(RuntimeError):
-    """Images that are missing or unreadable; ``problems`` lists ``(path, reason)`` for every one."""
+    """Images that are missing, unreadable or (when aligning) without a usable face; ``problems`` lists
+    ``(path, reason)`` for every one."""
 
     def __init__(self, problems, total):
         self.problems = list(problems)
@@ -58,9 +68,14 @@ class MissingImagesError(RuntimeError):
                          f"--skip-missing / skip_missing=True, which stores them as 'missing'):\n{listing}")
 
 
-Extracted = collections.namedtuple("Extracted", ["features", "keys", "missing"])
-Extracted.__doc__ = """Features (N, D) float32, a row per key of ``keys`` (in list order); ``missing``: the keys
-that had no readable image (skipped)."""
+class Extracted(collections.namedtuple("Extracted", ["features", "keys", "missing"])):
+    """Features (N, D) float32, a row per key of ``keys`` (in list order); ``missing``: the keys that had no
+    readable image (skipped). Not part of the tuple: ``not_square``, how many images were made square (``fit``),
+    and ``notes``, ``(key, note)`` of aligned images with something to say (several faces: the largest was
+    taken)."""
+
+    not_square = 0
+    notes = ()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -71,8 +86,9 @@ def list_images(image_root, image_list=None):
 
     With ``image_list`` (one path per line, any leading prefix, CRLF tolerated: the ``lfw_patch_part.txt`` role),
     keys are its ``Name/Name_NNNN.jpg`` entries in file order and paths are ``image_root/Name/Name_NNNN.jpg``.
-    Without it, every image file under ``image_root`` (any depth), keyed by its path relative to the root with
-    ``/`` separators, sorted. The evaluators match keys by their last two components.
+    Without it, every image file under ``image_root`` (any depth, through symbolic links to folders as the dataset
+    builder does; a folder reached twice is listed once), keyed by its path relative to the root with ``/``
+    separators, sorted. The evaluators match keys by their last two components.
     """
     if not os.path.isdir(image_root):
         raise FileNotFoundError(f"image root {image_root!r} is not a folder")
@@ -81,8 +97,13 @@ def list_images(image_root, image_list=None):
         if not keys:
             raise ValueError(f"image list {image_list} names no image")
     else:
-        keys = []
-        for folder, dirs, names in os.walk(image_root):
+        keys, seen = [], set()
+        for folder, dirs, names in os.walk(image_root, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in seen:  # a link loop, or a second link to one folder
+                dirs[:] = []
+                continue
+            seen.add(real)
             dirs.sort()
             rel = os.path.relpath(folder, image_root)
             for name in names:
@@ -97,19 +118,32 @@ def list_images(image_root, image_list=None):
 # ----------------------------------------------------------------------------------------------------------------
 # The pipeline
 
-def _decode_batch(paths, indices, preprocess):
-    """Decode images ``indices``: (decoded indices, (n, 1, c, c) float32, {index: reason} for the failures)."""
-    good, rows, failed = [], [], {}
+def _decode_batch(paths, indices, preprocess, aligners=None):
+    """Decode (and align, with ``aligners``) images ``indices``: (decoded indices, (n, 1, c, c) float32, {index:
+    reason} for the failures, how many were not square, {index: note} of aligned images)."""
+    good, rows, failed, notes = [], [], {}, {}
+    not_square = 0
     for i in indices:
         try:
-            rows.append(load_eval_image(paths[i], preprocess))
+            if aligners is None:
+                img = load_gray(paths[i])
+            else:
+                result = aligners.align_file(paths[i])
+                if not result.ok:
+                    failed[i] = result.reason
+                    continue
+                img = result.image
+                if result.note:
+                    notes[i] = result.note
+            not_square += img.shape[0] != img.shape[1]
+            rows.append(eval_input(img, preprocess))
             good.append(i)
         except FileNotFoundError:
             failed[i] = "not found"
         except (OSError, ValueError, cv2.error) as e:
             failed[i] = f"unreadable ({str(e).strip()})"
     data = np.stack(rows) if rows else np.empty((0,) + preprocess.data_shape, np.float32)
-    return np.asarray(good, dtype=np.int64), data, failed
+    return np.asarray(good, dtype=np.int64), data, failed, not_square, notes
 
 
 def _forward(embed, data, ctxs, flip):
@@ -126,7 +160,8 @@ def _forward(embed, data, ctxs, flip):
 
 
 def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=DEFAULT_BATCH_SIZE, flip=False,
-                     skip_missing=False, keys=None, workers=None, log_interval=5.0, log=None):
+                     skip_missing=False, keys=None, workers=None, log_interval=5.0, log=None, aligned=False,
+                     align_policy=None):
     """Features of image files, batched, decoding in a thread pool while the network computes.
 
     Parameters
@@ -153,12 +188,19 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
         Seconds between progress lines (``Speed: ... images/sec``); None logs only the summary.
     log : logging.Logger, optional
         Where progress goes (default: this module's logger).
+    aligned : bool
+        The images are already aligned to ``preprocess.align`` (a folder written by ``lightcnn.align``; see
+        :func:`input_is_aligned`). Otherwise, when ``preprocess.align`` is set, every image is aligned first, and
+        one without a usable face is a problem like an unreadable one (its reason says why).
+    align_policy : dict, optional
+        ``min_size``, ``max_outside``, ``pad``, ``min_confidence`` of the aligner (its defaults otherwise).
 
     Returns
     -------
     Extracted
         ``features`` (N, D) float32 in the order of ``paths`` (skipped images have no row), ``keys`` of those
-        rows, ``missing`` keys of the skipped images.
+        rows, ``missing`` keys of the skipped images, the count of images that were not square, the alignment
+        notes.
     """
     log = log or logger
     paths = [os.fspath(p) for p in paths]
@@ -176,9 +218,14 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
     batches = [range(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     workers = workers or max(1, min(4, os.cpu_count() or 1))
 
+    aligners = None
+    if preprocess.align is not None and not aligned:
+        aligners = aligning.ThreadAligners(preprocess.align, **(align_policy or {}))  # its install line if absent
+        log.info("aligning every image to the template the network was trained on (%s)", preprocess.align.describe())
     rows, done = None, np.zeros(n, dtype=bool)
     start = last_time = time.perf_counter()
-    last_count = finished = 0
+    last_count = finished = not_square = 0
+    notes = {}
     pending = collections.deque()  # (indices, outputs) pushed to the engine, not yet read back
 
     def collect():
@@ -192,17 +239,24 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
         done[indices] = True
         finished += len(indices)
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") as pool:
+    with contextlib.ExitStack() as stack:
+        if aligners is not None:
+            stack.enter_context(aligners)
+        pool = stack.enter_context(concurrent.futures.ThreadPoolExecutor(max_workers=workers,
+                                                                         thread_name_prefix="decode"))
         # Keep a few batches decoding ahead; each is one task, so workers decode different batches in parallel.
-        queue = collections.deque(pool.submit(_decode_batch, paths, b, preprocess) for b in batches[:workers + 1])
+        queue = collections.deque(pool.submit(_decode_batch, paths, b, preprocess, aligners)
+                                  for b in batches[:workers + 1])
         submitted = len(queue)
         try:
             while queue:
-                indices, data, failed = queue.popleft().result()
+                indices, data, failed, squared, noted = queue.popleft().result()
                 if submitted < len(batches):
-                    queue.append(pool.submit(_decode_batch, paths, batches[submitted], preprocess))
+                    queue.append(pool.submit(_decode_batch, paths, batches[submitted], preprocess, aligners))
                     submitted += 1
                 problems.update(failed)
+                not_square += squared
+                notes.update(noted)
                 if failed and not skip_missing:
                     compute = False
                     pending.clear()
@@ -227,13 +281,43 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
     if ordered:
         log.warning("skipped %d of %d images, missing or unreadable (stored as 'missing'):\n%s", len(ordered), n,
                     "\n".join(f"  {paths[i]}: {problems[i]}" for i in ordered))
+    if not_square:
+        log.info("%d of %d images were not square: %s, as the network's training faces were (fit %s)", not_square,
+                 n, FIT_WORDS[preprocess.fit], preprocess.fit)
+    if notes:
+        log.info("%d aligned images with a note:\n%s", len(notes),
+                 "\n".join(f"  {paths[i]}: {notes[i]}" for i in sorted(notes)))
     seconds = time.perf_counter() - start
     log.info("extracted %d images%s in %.1fs: %.2f images/sec%s", finished,
              f" ({len(ordered)} skipped)" if ordered else "", seconds, finished / max(seconds, 1e-9),
              " (image + mirror)" if flip else "")
     if rows is None:
         rows = np.empty((n, EMBEDDING_SIZE), dtype=np.float32)
-    return Extracted(rows[done], [k for k, ok in zip(keys, done) if ok], [keys[i] for i in ordered])
+    result = Extracted(rows[done], [k for k, ok in zip(keys, done) if ok], [keys[i] for i in ordered])
+    result.not_square, result.notes = not_square, tuple((keys[i], notes[i]) for i in sorted(notes))
+    return result
+
+
+def input_is_aligned(image_root, preprocess, log=None):
+    """Whether the images under ``image_root`` are already what the network wants: True for a folder written by
+    ``python -m lightcnn.align`` with the network's template (its summary.json says), False when they must be
+    aligned first, or need none. A folder aligned to another template is a ValueError; an aligned folder given to a
+    network trained on faces used as given is used as it is, with a warning."""
+    log = log or logger
+    template, _ = aligning.aligned_tree_template(image_root)
+    if template is None:
+        return False
+    if preprocess.align is None:
+        log.warning("%s holds faces aligned by lightcnn.align, but the network was trained on faces used as given; "
+                    "they are used as they are", image_root)
+        return False
+    if template != preprocess.align:
+        raise ValueError(f"{image_root} was aligned to {template.describe()}; the network was trained on faces "
+                         f"aligned to {preprocess.align.describe()}: give the photos themselves (they are aligned "
+                         f"on the way) or align them again")
+    log.info("%s was aligned by lightcnn.align to the network's template: its faces are used as they are",
+             image_root)
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -247,11 +331,13 @@ def _cell(strings):
     return cell
 
 
-def save_features_mat(path, features, keys, missing=()):
+def save_features_mat(path, features, keys, missing=(), model=None):
     """Write what ``lfw_eval.m`` loads (scipy ``savemat``, MATLAB v5).
 
     ``data``: N x D single, a row per image; ``label``: N x 1 cell of keys (``Name/Name_NNNN.jpg``);
-    ``missing``: M x 1 cell of keys that had no image, only when there are any.
+    ``missing``: M x 1 cell of keys that had no image, only when there are any; ``model_prefix``,
+    ``model_epoch`` and ``model_params_sha256`` when ``model`` (a dict of those) says which checkpoint made the
+    features: the Python evaluator then saves its threshold beside that checkpoint, for ``lightcnn.verify``.
     """
     import scipy.io
 
@@ -261,6 +347,9 @@ def save_features_mat(path, features, keys, missing=()):
     content = {"data": data, "label": _cell(keys)}
     if len(missing):
         content["missing"] = _cell(missing)
+    if model:
+        content.update({"model_prefix": str(model["prefix"]), "model_epoch": float(model["epoch"]),
+                        "model_params_sha256": str(model.get("params_sha256") or "")})
     with files.atomic_path(path) as temp:
         scipy.io.savemat(temp, content, format="5", oned_as="column")
 
@@ -294,11 +383,12 @@ USAGE = """Extract LightCNN face features of a list of images into LFW_features.
         --image-root /data/lfw [--epoch N] [--out LFW_features.mat] [--batch-size 64] [--gpus 0] [--flip] \\
         [--skip-missing] [--npy] [--dtype bfloat16 | --quantize int8 [--calib-images 256]]
     python extract_features.py --symbol X-symbol.json --params X-0001.params --image-size 144 --scale 0.00392157 \\
-        --mean 0 --image-root /data/lfw
+        --mean 0 [--fit crop] [--align] --image-root /data/lfw
 
 A training checkpoint (--model-prefix, last epoch unless --epoch) rebuilds the network and the preprocessing
-from its sidecar alone. An exported graph (--symbol + --params) needs the preprocessing flags; its embedding is
-output 1 of (logits, embedding). The .mat holds 'data' (N x 256 single, a row per image), 'label' (N x 1 cell of
+from its sidecar alone, alignment included: a network trained on aligned faces gets its images aligned (unless
+--image-root was written by python -m lightcnn.align with the same template). An exported graph (--symbol +
+--params) needs the preprocessing flags; its embedding is output 1 of (logits, embedding). The .mat holds 'data' (N x 256 single, a row per image), 'label' (N x 1 cell of
 Name/Name_NNNN.jpg) and, when images were skipped, 'missing'. Then:
     octave-cli --eval "addpath('lfw_verification-matlab'); lfw_eval('LFW_features.mat', 'pairs.txt');"
 or  python -m lightcnn.verification --features LFW_features.mat --pairs pairs.txt
@@ -321,6 +411,18 @@ def build_parser():
     prep.add_argument("--crop-size", type=int, default=_DEFAULT_PREPROCESS.crop_size, help="centre crop side")
     prep.add_argument("--scale", type=float, default=_DEFAULT_PREPROCESS.scale, help="input = (pixel - mean) * scale")
     prep.add_argument("--mean", type=float, default=_DEFAULT_PREPROCESS.mean, help="pixel mean (0..255 units)")
+    prep.add_argument("--fit", choices=FITS, default=_DEFAULT_PREPROCESS.fit,
+                      help="a face that is not square: its centre square (crop), black bars (pad) or stretched")
+    prep.add_argument("--align", action="store_true",
+                      help="align every image to the LightCNN template first (with --model-prefix the checkpoint "
+                           "says whether it was trained on aligned faces; this flag only confirms it)")
+    faces = parser.add_argument_group("Which faces, when aligning (as python -m lightcnn.align)")
+    for flag, help_text in (("--min-size", "faces narrower than this (photo pixels) are not aligned (default 40)"),
+                            ("--max-outside", "faces with more than this share of their outline outside the photo "
+                                              "are 'cut off' (default 0.2)"),
+                            ("--pad", "border added before detection, share of the longer side (default 0.25)"),
+                            ("--min-confidence", "detector score threshold (default 0.5)")):
+        faces.add_argument(flag, type=float, default=None, help=help_text)
 
     images = parser.add_argument_group("Images")
     images.add_argument("--image-list", help="one image path per line (any leading prefix, e.g. lfw_patch_part.txt); "
@@ -372,7 +474,8 @@ def _check_args(parser, args):
             ("--image-size", args.image_size, _DEFAULT_PREPROCESS.image_size),
             ("--crop-size", args.crop_size, _DEFAULT_PREPROCESS.crop_size),
             ("--scale", args.scale, _DEFAULT_PREPROCESS.scale),
-            ("--mean", args.mean, _DEFAULT_PREPROCESS.mean)) if value != default]
+            ("--mean", args.mean, _DEFAULT_PREPROCESS.mean),
+            ("--fit", args.fit, _DEFAULT_PREPROCESS.fit)) if value != default]
         if restated:
             parser.error(f"{', '.join(restated)}: a checkpoint's sidecar fixes the preprocessing; these flags are "
                          f"for --symbol/--params only")
@@ -385,17 +488,27 @@ def _check_args(parser, args):
                      "out")
     if args.calib_images < 1:
         parser.error("--calib-images must be positive")
+    if align_policy(args) and not args.align and not args.model_prefix:
+        parser.error("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
 
 
-def calibration_data(paths, count, preprocess, log):
-    """The network inputs of ``count`` images spread over ``paths`` (unreadable ones left out), for int8
-    calibration."""
-    rows = []
-    for i in quantize.calibration_sample(paths, count):
-        try:
-            rows.append(load_eval_image(paths[i], preprocess))
-        except (OSError, ValueError, cv2.error):
-            continue
+def align_policy(args):
+    """The face-policy flags that were given (the aligner's defaults for the others)."""
+    return {name: getattr(args, name) for name in ("min_size", "max_outside", "pad", "min_confidence")
+            if getattr(args, name) is not None}
+
+
+def calibration_data(paths, count, preprocess, log, aligned=False, policy=None):
+    """The network inputs of ``count`` images spread over ``paths`` (unreadable ones, or without a usable face when
+    aligning, left out), for int8 calibration: made as extraction makes them (aligned when the network wants it)."""
+    aligners = None
+    if preprocess.align is not None and not aligned:
+        aligners = aligning.ThreadAligners(preprocess.align, **(policy or {}))
+    with contextlib.ExitStack() as stack:
+        if aligners is not None:
+            stack.enter_context(aligners)
+        _, data, _, _, _ = _decode_batch(paths, quantize.calibration_sample(paths, count), preprocess, aligners)
+    rows = list(data)
     if not rows:
         raise quantize.QuantizationError(f"none of the {count} calibration images sampled from the list could be "
                                          f"read")
@@ -412,23 +525,30 @@ def _extract(argv):
     ctxs = contexts_from_gpus(args.gpus)
     precision.check_dtype(args.dtype, ctxs)  # before any work: this hardware may not run it
     keys, paths = list_images(args.image_root, args.image_list)
+    model = None
     if args.model_prefix:
         net, preprocess, sidecar = load_checkpoint_embedding(args.model_prefix, args.epoch, ctxs)
-        log.info("checkpoint %s epoch %d: %s, preprocessing %s", args.model_prefix, sidecar.epoch,
-                 sidecar.model.to_dict(), preprocess.to_dict())
+        if args.align and preprocess.align is None:
+            raise ValueError(f"--align: the checkpoint {args.model_prefix} epoch {sidecar.epoch} was trained on faces "
+                             f"used as given (not aligned); aligned faces would not be what it learned on")
+        log.info("checkpoint %s epoch %d: %s; faces %s", args.model_prefix, sidecar.epoch, sidecar.model.to_dict(),
+                 preprocess.describe())
         params_file = checkpoint.params_path(args.model_prefix, sidecar.epoch)
         identity = {"model": sidecar.model.to_dict(), "preprocess": preprocess.to_dict()}
+        model = {"prefix": os.path.abspath(args.model_prefix), "epoch": sidecar.epoch,
+                 "params_sha256": sidecar.checksums.get("params")}
     else:
         preprocess = Preprocess(image_size=args.image_size, crop_size=args.crop_size, scale=args.scale,
-                                mean=args.mean)
+                                mean=args.mean, fit=args.fit, align=TEMPLATE if args.align else None)
         net = SymbolEmbedding(args.symbol, args.params, ctxs)
         net.check_input(preprocess.data_shape)
-        log.info("graph %s + %s (%d output(s)), preprocessing %s", args.symbol, args.params, net.num_outputs,
-                 preprocess.to_dict())
+        log.info("graph %s + %s (%d output(s)); faces %s", args.symbol, args.params, net.num_outputs,
+                 preprocess.describe())
         params_file = args.params
         identity = {"symbol_sha256": files.sha256(args.symbol), "preprocess": preprocess.to_dict()}
+    aligned = input_is_aligned(args.image_root, preprocess, log)
     if args.quantize:
-        calib = calibration_data(paths, args.calib_images, preprocess, log)
+        calib = calibration_data(paths, args.calib_images, preprocess, log, aligned, align_policy(args))
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, quantize_int8=True, params_file=params_file,
                                       identity=identity, calib_data=calib, calib_mode=args.calib_mode,
                                       mfm_form=args.mfm_form, log=log)
@@ -436,13 +556,16 @@ def _extract(argv):
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, dtype=args.dtype, mfm_form=args.mfm_form)
         log.info("the network computes in %s with MFM as %s (features are written as float32)", args.dtype,
                  args.mfm_form)
+    if args.quantize or args.dtype != "float32" or args.mfm_form != "max":
+        model = None  # not the checkpoint's own features: no threshold of these should stand for it (lightcnn.verify)
     log.info("%d images from %s under %s, batch %d on %s%s", len(keys), args.image_list or "the folder",
              args.image_root, args.batch_size, ", ".join(map(str, ctxs)),
              ", with mirror (--flip)" if args.flip else "")
     result = extract_features(net, paths, preprocess, ctxs, args.batch_size, flip=args.flip,
                               skip_missing=args.skip_missing, keys=keys, workers=args.workers,
-                              log_interval=args.log_interval, log=log)
-    save_features_mat(args.out, result.features, result.keys, result.missing)
+                              log_interval=args.log_interval, log=log, aligned=aligned,
+                              align_policy=align_policy(args))
+    save_features_mat(args.out, result.features, result.keys, result.missing, model=model)
     log.info("wrote %s: data %d x %d single, label %d x 1%s", args.out, *result.features.shape, len(result.keys),
              f", missing {len(result.missing)} x 1" if result.missing else "")
     if args.npy:

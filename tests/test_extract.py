@@ -132,11 +132,15 @@ def load_cli_module():
 # ---------------------------------------------------------------------------------------------------------------
 # the .mat the evaluators read
 
-def test_cli_writes_the_mat_lfw_eval_loads(cli_run, faces, extracted):
+def test_cli_writes_the_mat_lfw_eval_loads(cli_run, faces, extracted, model_prefix):
     cwd, proc = cli_run
     _, _, keys = faces
     mat = scipy.io.loadmat(cwd / extract.DEFAULT_MAT)
-    assert {k for k in mat if not k.startswith("__")} == {"data", "label"}  # no 'missing' when none is
+    assert {k for k in mat if not k.startswith("__")} == {"data", "label", "model_prefix", "model_epoch",
+                                                           "model_params_sha256"}  # no 'missing' when none is
+    # which checkpoint made them: the evaluator saves its threshold beside it
+    assert (str(mat["model_prefix"][0]), float(mat["model_epoch"][0, 0])) == (model_prefix, 3.0)
+    assert str(mat["model_params_sha256"][0]) == checkpoint.read_sidecar(model_prefix, 3).checksums["params"]
     assert mat["data"].shape == (len(keys), 256) and mat["data"].dtype == np.float32  # single
     assert mat["label"].shape == (len(keys), 1) and mat["label"].dtype == object  # a cell column
     assert [str(cell[0]) for cell in mat["label"][:, 0]] == keys  # list order, prefixes dropped
@@ -347,3 +351,118 @@ def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_p
     for key in ("accuracy_mean", "accuracy_std", "best_accuracy", "auc", "eer"):
         assert octave[key] == pytest.approx(python[key], abs=1e-6), key
     assert json.loads((tmp_path / verification.RESULTS_JSON).read_text())["n_excluded"] == 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the same trees as the dataset builder, the user's file mode, the fit and the alignment the checkpoint records
+
+def test_symlinked_identity_folders_are_found_as_the_dataset_builder_finds_them(faces, tmp_path):
+    root, _, keys = faces
+    people = sorted({k.split("/")[0] for k in keys})[:3]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name in people:
+        os.symlink(root / name, tree / name)
+    os.symlink(tree, tree / "loop")  # a link back up: listed once, not followed forever
+    os.symlink(root / people[0], tree / "again")  # a second name for one folder: its images once
+    found, paths = extract.list_images(str(tree))
+    from lightcnn.prepare import scan_root
+    listing, _, _, _ = scan_root(str(tree))
+    assert found == sorted(f"{name}/{f}" for name in people for f in listing[name])
+    assert all(os.path.isfile(p) for p in paths)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o027, 0o640)])
+def test_the_mat_gets_the_users_umask_not_the_temporary_files(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        extract.save_features_mat(str(tmp_path / "f.mat"), np.zeros((1, 4), np.float32), ["A/A_0001.jpg"])
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "f.mat").stat().st_mode & 0o777 == mode  # was 0600, the temporary file's
+
+
+def test_preprocessing_flags_of_a_checkpoint_are_its_own(model_prefix, faces, tmp_path):
+    root, image_list, _ = faces
+    for flags, message in ((["--fit", "pad"], "--fit: a checkpoint's sidecar fixes the preprocessing"),
+                           (["--align"], "was trained on faces used as given (not aligned)")):
+        proc = run_cli("--model-prefix", model_prefix, "--image-list", image_list, "--image-root", root,
+                       "--out", tmp_path / "x.mat", *flags, cwd=tmp_path)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "x.mat").exists()
+
+
+def needs_mediapipe():
+    pytest.importorskip("mediapipe", reason="mediapipe not installed: pip install --no-deps -r requirements-align.txt")
+
+
+@pytest.fixture(scope="module")
+def aligned_prefix(tmp_path_factory):
+    """A random LightCNN-9 whose sidecar says it was trained on faces aligned to the template."""
+    from lightcnn.images import TEMPLATE
+    spec = ModelSpec("lightcnn9", 10)
+    net = spec.build()
+    net.initialize(init.xavier())
+    net.hybridize()
+    net(mx.nd.zeros((1,) + net.input_shape))
+    prefix = str(tmp_path_factory.mktemp("aligned_checkpoint") / "lightcnn")
+    checkpoint.save(net, None, prefix, checkpoint.Sidecar(spec, Preprocess(align=TEMPLATE), epoch=1))
+    return prefix
+
+
+def test_a_network_trained_on_aligned_faces_gets_aligned_faces(aligned_prefix, faces, tmp_path):
+    needs_mediapipe()
+    from lightcnn import align
+    root, _, keys = faces
+    net, preprocess, _ = load_checkpoint_embedding(aligned_prefix)
+    paths = [str(root / k) for k in keys[:4]]
+    cv2 = pytest.importorskip("cv2")
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((120, 100), 128, np.uint8))
+    with pytest.raises(extract.MissingImagesError, match="wall.png: no face found"):
+        extract.extract_features(net, paths + [str(tmp_path / "wall.png")], preprocess)
+    result = extract.extract_features(net, paths, preprocess)
+    with align.Aligner() as aligner:
+        expected = np.stack([net.features(mx.nd.array(
+            Preprocess().normalize(align.align_file(aligner, p).image[8:136, 8:136])[None, None])).asnumpy()[0]
+            for p in paths])
+    assert_features_close(result.features, expected)
+
+
+def run_without_mediapipe(*args, cwd):
+    """The extractor's CLI in a Python where importing mediapipe fails (as where it is not installed)."""
+    code = (f"import sys; sys.modules['mediapipe'] = None; sys.argv = ['extract_features.py'] + {list(map(str, args))!r};"
+            f" from lightcnn.extract import main; sys.exit(main())")
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=180)
+
+
+def test_an_aligned_tree_is_used_as_it_is_and_other_trees_need_mediapipe(aligned_prefix, faces, tmp_path):
+    needs_mediapipe()
+    from lightcnn import align
+    from lightcnn.images import TEMPLATE, Template
+    root, _, keys = faces
+    photos = tmp_path / "photos"
+    for key in keys[:4]:
+        (photos / key).parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(root / key, photos / key)
+    align.align_folder(photos, tmp_path / "aligned", workers=1, verbose=False)
+    done = run_without_mediapipe("--model-prefix", aligned_prefix, "--image-root", tmp_path / "aligned",
+                                 "--out", tmp_path / "a.mat", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "was aligned by lightcnn.align to the network's template: its faces are used as they are" in done.stderr
+    on_the_way = extract.extract_features(load_checkpoint_embedding(aligned_prefix)[0],
+                                          [str(photos / k) for k in sorted(keys[:4])], Preprocess(align=TEMPLATE))
+    stored = scipy.io.loadmat(tmp_path / "a.mat")["data"]
+    cosine = (stored * on_the_way.features).sum(1) / np.linalg.norm(stored, axis=1) / np.linalg.norm(
+        on_the_way.features, axis=1)
+    assert cosine.min() > 0.99  # the same faces; the tree's are JPEG q95
+
+    done = run_without_mediapipe("--model-prefix", aligned_prefix, "--image-root", photos, "--out",
+                                 tmp_path / "b.mat", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == ("error: face alignment needs mediapipe, which is not installed: "
+                                                    f"pip install {align.INSTALL}")
+    summary = json.loads((tmp_path / "aligned" / "summary.json").read_text())
+    summary["template"] = Template(eye_y=40.0).to_dict()
+    (tmp_path / "aligned" / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match="was aligned to 144x144, eyes' midpoint at \\(72, 40\\)"):
+        extract.input_is_aligned(str(tmp_path / "aligned"), Preprocess(align=TEMPLATE))

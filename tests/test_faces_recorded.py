@@ -67,3 +67,35 @@ def test_validation_faces_made_otherwise_are_refused(padded_model, tmp_path):
     work = padded_model["work"]
     done = train(work / "pad" / "train.rec", tmp_path / "m", 1, "--data-val", str(work / "crop" / "train.rec"))
     assert done.returncode == 2 and "error: --data-val: its faces were made with" in done.stderr
+
+
+def test_the_extractor_repeats_the_recorded_fit_and_says_so(padded_model, tmp_path):
+    from lightcnn.embedding import load_checkpoint_embedding
+    from lightcnn.images import Preprocess, eval_input, load_gray
+    faces = padded_model["faces"]
+    done = subprocess.run([sys.executable, str(ROOT / "extract_features" / "extract_features.py"), "--model-prefix",
+                           str(padded_model["prefix"]), "--image-root", str(faces), "--out", str(tmp_path / "f.mat")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert ("12 of 12 images were not square: padded with black to a square, as the network's training faces were "
+            "(fit pad)") in done.stderr
+    import scipy.io
+    import mxnet as mx
+    stored = scipy.io.loadmat(tmp_path / "f.mat")["data"]
+    net, preprocess, _ = load_checkpoint_embedding(str(padded_model["prefix"]))
+    assert preprocess == Preprocess(fit="pad")
+    first = eval_input(load_gray(faces / "person0" / "0.png"), preprocess)[None]
+    np.testing.assert_allclose(stored[0], net.features(mx.nd.array(first)).asnumpy()[0], rtol=1e-4, atol=1e-5)
+
+
+def test_a_checkpoint_of_an_earlier_release_stretches(padded_model, tmp_path):
+    """A sidecar without the fields (as earlier releases wrote them) extracts as those releases did."""
+    from lightcnn.embedding import load_checkpoint_embedding
+    from lightcnn.images import Preprocess
+    for name in ("m-symbol.json", "m-0001.params", "m-0001.json"):
+        (tmp_path / name).write_bytes((padded_model["work"] / name).read_bytes())
+    record = json.loads((tmp_path / "m-0001.json").read_text())
+    del record["preprocess"]["fit"], record["preprocess"]["align"]
+    (tmp_path / "m-0001.json").write_text(json.dumps(record))
+    _, preprocess, _ = load_checkpoint_embedding(str(tmp_path / "m"))
+    assert preprocess == Preprocess(fit="stretch")

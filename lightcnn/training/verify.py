@@ -34,11 +34,12 @@ def make_pair_verifier(pairs_path, image_root, preprocess=Preprocess(), batch_si
                          f"found {n_folds} fold(s), without such a pair: {[k + 1 for k in empty]}")
     present = [k for k in keys if k not in absent]
     reported = {(p.key1, p.key2) for p in lost}
+    aligned = extract.input_is_aligned(image_root, preprocess, log)  # else aligned on the way, when trained so
 
     def verify(net, ctx):
         result = extract.extract_features(net, [paths[k] for k in present], preprocess, ctx, batch_size, flip,
                                           skip_missing=True, keys=present, workers=workers,
-                                          log_interval=log_interval, log=log)
+                                          log_interval=log_interval, log=log, aligned=aligned)
         features = verification.Features(result.features, result.keys, frozenset(result.missing))
         results = verification.verify(features, pairs, exclude_missing=True, log=lambda message: None)
         new = [tuple(pair) for pair in results["excluded"] if tuple(pair) not in reported]
