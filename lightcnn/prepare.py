@@ -446,7 +446,18 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
     if align_policy and not align:
         raise PrepareError("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
     num_threads = int(num_threads or os.cpu_count() or 1)
-    stored = Preprocess(image_size=image_size, fit=fit, align=TEMPLATE if align else None)
+    # a tree written by `python -m lightcnn.align` holds aligned faces: recorded as such, never aligned twice
+    from lightcnn.align import aligned_tree_template
+    tree_template, _ = aligned_tree_template(root)
+    if tree_template is not None:
+        if verbose:
+            print(f"[prepare] {root} holds faces aligned by lightcnn.align ({tree_template.describe()}): packed as "
+                  f"they are{' (not aligned again)' if align else ''}, recorded as aligned", file=sys.stderr)
+        align = False
+    if tree_template is not None and image_size != tree_template.size:
+        raise PrepareError(f"{root} holds {tree_template.size}x{tree_template.size} aligned faces; --image-size "
+                           f"must be {tree_template.size}, got {image_size}")
+    stored = Preprocess(image_size=image_size, fit=fit, align=TEMPLATE if align else tree_template)
 
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise PrepareError(f"--out {out_dir} exists and is not a folder")

@@ -445,3 +445,14 @@ def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp
     bad = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out",
                           str(tmp_path / "o2"), "--min-size", "30"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "alignment settings: add --align" in bad.stderr
+
+    # a tree written by lightcnn.align is packed as it is and recorded as aligned (MediaPipe not needed)
+    align.align_folder(root, tmp_path / "aligned", min_size=30, workers=1, verbose=False)
+    code = (f"import sys; sys.modules['mediapipe'] = None; from lightcnn import prepare; "
+            f"sys.exit(prepare.main(['--root', {str(tmp_path / 'aligned')!r}, '--out', {str(tmp_path / 'o3')!r}, "
+            f"'--align']))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "holds faces aligned by lightcnn.align" in done.stderr and "(not aligned again)" in done.stderr
+    tree = json.loads((tmp_path / "o3" / "summary.json").read_text())
+    assert tree["preprocess"] == summary["preprocess"] and tree["num_images"] == 4
