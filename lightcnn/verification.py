@@ -61,12 +61,22 @@ Outputs
 -------
 Accuracies, rates, AUC and EER are fractions in the returned dict and percentages in the printed table, which
 is character for character the table lfw_eval.m prints. ``lfw_results.json`` (the dict; lfw_eval.m writes the
-same keys) and ``lfw_roc.png`` (linear axes) go to the output folder. JSON has no infinities, so non-finite
-numbers are written as the strings "Infinity", "-Infinity" and "NaN" (:func:`read_results_json` reads them back).
+same keys) and ``lfw_roc.png`` go to the output folder. JSON has no infinities, so non-finite numbers are written
+as the strings "Infinity", "-Infinity" and "NaN" (:func:`read_results_json` reads them back).
+
+The ROC picture has a logarithmic FAR axis, the face-verification convention (TPR at FAR = 0.1% cannot be read on a
+linear one): from :func:`far_floor` (the decade at or below 1/N, the smallest non-zero FAR N mismatched pairs can
+show; points at FAR 0 are drawn on that edge) to 1. lfw_eval.m draws the same axis.
+
+When the features file names the checkpoint that made it (the extractor writes ``model_prefix``, ``model_epoch``
+and ``model_params_sha256``), the best threshold on all pairs is also saved beside that checkpoint
+(``PREFIX-NNNN-threshold.json``, :func:`save_model_threshold`): ``python -m lightcnn.verify`` uses it when no
+threshold is given. Only the Python evaluator saves it, and not for PCA scores (verify compares plain cosines).
 """
 import argparse
 import dataclasses
 import os
+import time
 
 import numpy as np
 
@@ -84,11 +94,13 @@ ROC_PNG = "lfw_roc.png"
 
 @dataclasses.dataclass
 class Features:
-    """Rows of ``data`` are the features of ``keys``; ``missing`` are keys the extractor had no image for."""
+    """Rows of ``data`` are the features of ``keys``; ``missing`` are keys the extractor had no image for;
+    ``model`` the checkpoint that made them (``{"prefix", "epoch", "params_sha256"}``) when the file says so."""
 
     data: np.ndarray
     keys: list
     missing: frozenset = frozenset()
+    model: dict = None
 
     def index(self):
         return {k: i for i, k in enumerate(self.keys)}
@@ -134,7 +146,12 @@ def load_features(path):
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{path}: 'data' holds non-finite values")
     missing = frozenset(lfw.image_key(k) for k in _strings(content.get("missing")))
-    return Features(data, keys, missing)
+    model = None
+    if "model_prefix" in content and "model_epoch" in content:
+        model = {"prefix": "".join(_strings(content["model_prefix"])),
+                 "epoch": int(np.asarray(content["model_epoch"]).ravel()[0]),
+                 "params_sha256": "".join(_strings(content.get("model_params_sha256"))) or None}
+    return Features(data, keys, missing, model)
 
 
 class MissingFeaturesError(ValueError):
@@ -397,24 +414,48 @@ def read_results_json(path):
     return files.read_json(path)
 
 
-def plot_roc(results, path):
-    """ROC curve (linear axes) as a PNG, through the Agg canvas: no display and no pyplot state needed."""
+def far_floor(n_mismatched):
+    """The left end of the logarithmic FAR axis: the decade at or below 1/N, the smallest non-zero FAR that N
+    mismatched pairs can show (10^-4 without any); lfw_plot_roc.m computes the same."""
+    if not n_mismatched:
+        return 1e-4
+    return float(10.0 ** np.floor(np.log10(1.0 / n_mismatched) + 1e-9))
+
+
+def roc_figure(results):
+    """The ROC curve as a matplotlib Figure on the Agg canvas (no display, no pyplot state): logarithmic FAR axis
+    from :func:`far_floor` to 1 (FAR 0 drawn on its left edge), TPR 0 to 1, the chance line, and the TPR at
+    FAR = 1% and 0.1% marked."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    lo = far_floor(results["n_mismatched"])
     fig = Figure(figsize=(6, 6), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    ax.plot([0, 1], [0, 1], color="0.7", linewidth=0.8)
-    ax.plot(results["roc_fpr"], results["roc_tpr"], color="b", linewidth=1.5)
-    ax.set_xlim(0, 1)
+    chance = np.logspace(np.log10(lo), 0, 200)
+    ax.plot(chance, chance, color="0.7", linewidth=0.8, label="chance")
+    ax.plot(np.maximum(results["roc_fpr"], lo), results["roc_tpr"], color="b", linewidth=1.5, label="ROC")
+    for key, label, far in FAR_TARGETS:
+        if far >= lo and np.isfinite(results[key]):
+            ax.plot([far], [results[key]], "o", markersize=4, label="%s: %s%%" % (label, _num(100 * results[key],
+                                                                                                  "%.2f")))
+    ax.set_xscale("log")
+    ax.set_xlim(lo, 1)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("false positive rate (FAR)")
+    ax.set_xlabel("false accept rate (FAR, log scale)")
     ax.set_ylabel("true positive rate")
     ax.set_title("LFW ROC: AUC %s, EER %s%%" % (_num(results["auc"], "%.4f"), _num(100 * results["eer"], "%.2f")))
-    ax.grid(True, linewidth=0.3)
+    ax.grid(True, which="major", linewidth=0.3)
+    ax.grid(True, which="minor", linewidth=0.15)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def plot_roc(results, path):
+    """Save :func:`roc_figure` as a PNG, written atomically."""
     with files.atomic_path(path) as temp:
-        fig.savefig(temp, format="png")
+        roc_figure(results).savefig(temp, format="png")
 
 
 def write_results(results, out_dir):
@@ -424,6 +465,65 @@ def write_results(results, out_dir):
     files.write_json(json_path, results)
     plot_roc(results, png_path)
     return json_path, png_path
+
+
+def threshold_path(prefix, epoch):
+    """Where the evaluator saves a checkpoint's threshold: ``PREFIX-NNNN-threshold.json``, beside its sidecar."""
+    return f"{prefix}-{int(epoch):04d}-threshold.json"
+
+
+def save_model_threshold(model, results, log=print):
+    """Save the best threshold on all pairs beside the checkpoint ``model`` names (``{"prefix", "epoch",
+    "params_sha256"}``, from the features file), for ``python -m lightcnn.verify``. Says why when it does not: no
+    model named, PCA scores, a checkpoint that is not here or has been saved again since. Returns the path or None.
+    """
+    if not model:
+        return None
+    where = f"{model['prefix']} epoch {model['epoch']}"
+    if results.get("pca_dim"):
+        log(f"threshold not saved beside {where}: PCA scores are not the plain cosine lightcnn.verify compares")
+        return None
+    from lightcnn import checkpoint  # imports MXNet's model code: only when a model is named
+    try:
+        sidecar = checkpoint.read_sidecar(model["prefix"], model["epoch"])
+    except checkpoint.CheckpointError as error:
+        log(f"threshold not saved: the features name the checkpoint {where}, which cannot be read here ({error})")
+        return None
+    saved_with = sidecar.checksums.get("params")
+    if model.get("params_sha256") and saved_with and model["params_sha256"] != saved_with:
+        log(f"threshold not saved: the checkpoint {where} was saved again after these features were extracted "
+            f"(its weights differ)")
+        return None
+    record = {"threshold": results["best_threshold"], "rule": "same person when cosine >= threshold",
+              "chosen_on": "all pairs (the best-threshold accuracy's threshold)",
+              "best_accuracy": results["best_accuracy"], "accuracy_mean": results["accuracy_mean"],
+              "accuracy_std": results["accuracy_std"], "n_folds": results["n_folds"], "n_pairs": results["n_pairs"],
+              "pairs": os.path.abspath(results["pairs"]) if results.get("pairs") else None,
+              "features": os.path.abspath(results["features"]) if results.get("features") else None,
+              "params_sha256": saved_with, "saved": time.strftime("%Y-%m-%d %H:%M:%S")}
+    path = threshold_path(model["prefix"], model["epoch"])
+    files.write_json(path, record)
+    log("saved the threshold %s (best on all %d pairs) beside the checkpoint: %s"
+        % (_num(record["threshold"], "%.6f"), results["n_pairs"], path))
+    return path
+
+
+def load_model_threshold(prefix, epoch, params_sha256=None):
+    """``(record, None)`` of the threshold saved for a checkpoint, or ``(None, why not)``: none saved, or saved
+    for weights that have been replaced since (their sha256 differs from ``params_sha256``)."""
+    path = threshold_path(prefix, epoch)
+    if not os.path.isfile(path):
+        return None, f"no LFW evaluation of this checkpoint has saved a threshold ({path} does not exist)"
+    try:
+        record = read_results_json(path)
+        float(record["threshold"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return None, f"{path} cannot be read ({error})"
+    if params_sha256 and record.get("params_sha256") and record["params_sha256"] != params_sha256:
+        return None, f"{path} was saved for weights that have been replaced since (sha256 differs)"
+    if not np.isfinite(record["threshold"]):
+        return None, f"{path} holds no usable threshold ({record['threshold']}: its pairs could not be separated)"
+    return record, None
 
 
 def default_pairs_path(features_path):
@@ -446,6 +546,7 @@ def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, e
     results.update(verify(features, pairs, pca=pca, exclude_missing=exclude_missing, log=log))
     log(format_table(results))
     json_path, png_path = write_results(results, out_dir)
+    save_model_threshold(features.model, results, log)
     log("wrote %s and %s" % (json_path, png_path))
     return results
 

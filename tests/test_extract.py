@@ -336,6 +336,35 @@ def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_
     assert results["accuracy_mean"] == pytest.approx(verifier_result[0], abs=1e-12)
 
 
+def test_the_evaluator_saves_the_threshold_beside_the_checkpoint_that_made_the_features(cli_run, pairs_file,
+                                                                                    model_prefix, tmp_path):
+    cwd, _ = cli_run
+    mat = str(cwd / extract.DEFAULT_MAT)
+    saved = verification.threshold_path(model_prefix, 3)
+    printed = []
+    results = verification.run(mat, str(pairs_file), str(tmp_path / "a"), exclude_missing=True, log=printed.append)
+    assert saved == model_prefix + "-0003-threshold.json" and os.path.isfile(saved)
+    assert f"saved the threshold {results['best_threshold']:.6f} (best on all 11 pairs) beside the checkpoint: " \
+           f"{saved}" in printed
+    record, why = verification.load_model_threshold(model_prefix, 3, checkpoint.read_sidecar(model_prefix, 3)
+                                                    .checksums["params"])
+    assert why is None and record["threshold"] == results["best_threshold"] and record["n_pairs"] == 11
+    assert verification.load_model_threshold(model_prefix, 3, "0" * 64) == (
+        None, f"{saved} was saved for weights that have been replaced since (sha256 differs)")
+    os.remove(saved)
+    printed = []
+    verification.run(mat, str(pairs_file), str(tmp_path / "b"), exclude_missing=True, pca=2, log=printed.append)
+    assert not os.path.exists(saved) and any("PCA scores are not the plain cosine" in line for line in printed)
+    content = scipy.io.loadmat(mat)
+    content["model_params_sha256"] = "f" * 64  # features of an earlier save of that epoch
+    scipy.io.savemat(str(tmp_path / "old.mat"), {k: val for k, val in content.items() if not k.startswith("__")})
+    printed = []
+    verification.run(str(tmp_path / "old.mat"), str(pairs_file), str(tmp_path / "c"), exclude_missing=True,
+                     log=printed.append)
+    assert not os.path.exists(saved) and any("was saved again after these features" in line for line in printed)
+    assert verification.load_model_threshold(model_prefix, 3)[1].startswith("no LFW evaluation of this checkpoint")
+
+
 @pytest.mark.octave
 def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_path):
     cwd, _ = cli_run
