@@ -13,7 +13,11 @@ About an hour of training on a 2-core CPU (the README has the measured time and 
 4. the Python evaluator scores, for the trained features and for a raw-pixel cosine baseline:
    - DevTest: View 1 ``pairsDevTest.txt`` (10 stratified folds, as ``lightcnn.lfw`` defines for View 1);
    - View 2 unseen: the ``pairs.txt`` pairs whose two identities were not trained on, in their own folds;
-   pairs with a missing image are left out, counted and listed (``OUT/eval/<set>/<features>/missing_pairs.txt``).
+   pairs with a missing image are left out, counted and listed (``OUT/eval/<set>/<features>/missing_pairs.txt``);
+   DevTest's best threshold is saved beside the checkpoint, for ``python -m lightcnn.verify``.
+
+``--lfw-root`` may be a tree written by ``python -m lightcnn.align``: the faces are then trained on and extracted as
+aligned (the dataset builder records it, the extractor repeats it).
 
 The defaults are REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), fitted to about an
 hour: in float32 12 epochs with the rate x0.1 at epochs 8 and 11; in bfloat16 (the default where the CPU has it,
@@ -152,6 +156,8 @@ def run(args):
             eval_dir = os.path.join(out, "eval", set_name.lower().replace(" ", "_"), feature_name)
             steps.say(f"\n-- {set_name}, {feature_name}")
             results[(set_name, feature_name)] = evaluate_set(set_name, mat, pairs, label, eval_dir, steps.say)
+    # DevTest's best threshold beside the checkpoint: what `python -m lightcnn.verify` uses for this model
+    v.save_model_threshold(v.load_features(mats["trained"]).model, results[("DevTest", "trained")], steps.say)
     steps.end("evaluate", t)
 
     lines = format_table(results, len(train_names))
