@@ -308,8 +308,8 @@ def input_is_aligned(image_root, preprocess, log=None):
     if template is None:
         return False
     if preprocess.align is None:
-        log.warning("%s holds faces aligned by lightcnn.align, but the network was trained on faces used as given; "
-                    "they are used as they are", image_root)
+        log.warning("%s holds faces aligned by lightcnn.align, but the checkpoint does not record that its network "
+                    "was trained on aligned faces; they are used as they are", image_root)
         return False
     if template != preprocess.align:
         raise ValueError(f"{image_root} was aligned to {template.describe()}; the network was trained on faces "

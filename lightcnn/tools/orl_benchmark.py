@@ -22,28 +22,14 @@ import os
 import sys
 import time
 
-from lightcnn import cli, files, lfw
+from lightcnn import cli, files
 from lightcnn import verification as v
 from lightcnn.checkpoint import read_sidecar
 from lightcnn.images import DEFAULT_FIT, FITS
-from lightcnn.tools.pipeline import EXTRACT_SCRIPT, SHARED_DATA, Steps, claim_output, pct, train_command
+from lightcnn.tools.finetune_benchmark import TRAIN_PEOPLE, unseen_pairs  # the ORL protocol of tests/test_orl.py
+from lightcnn.tools.pipeline import EXTRACT_SCRIPT, SHARED_DATA, Steps, claim_output, pct, tool_main, train_command
 
-TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
-UNSEEN_PEOPLE = [f"s{i}" for i in range(31, 41)]
 RUN_FOLDERS = ("faces", "data", "model", "features", "logs")
-
-
-def unseen_pairs():
-    """``(keys, pairs)``: the 100 images of s31-s40 and all their 4,950 same/different pairs, 10 folds of each
-    kind dealt round-robin (tests/test_orl.py's protocol)."""
-    keys = [f"{p}/{i}.pgm" for p in UNSEEN_PEOPLE for i in range(1, 11)]
-    matched, mismatched = [], []
-    for a in range(len(keys)):
-        for b in range(a + 1, len(keys)):
-            (matched if keys[a].split("/")[0] == keys[b].split("/")[0] else mismatched).append((keys[a], keys[b]))
-    pairs = [lfw.Pair(k1, k2, True, i % 10) for i, (k1, k2) in enumerate(matched)]
-    pairs += [lfw.Pair(k1, k2, False, i % 10) for i, (k1, k2) in enumerate(mismatched)]
-    return keys, pairs
 
 
 def pixel_features(prefix, root, keys):
@@ -108,10 +94,10 @@ def run(args):
     for name, r in (("LightCNN-9", network), ("raw pixels (the network's inputs)", pixels)):
         steps.say(f"| {how} | {name} | {pct(r['accuracy_mean'], 1)} +- {100 * r['accuracy_std']:.1f} | "
                   f"{r['auc']:.3f} | {pct(r['eer'], 1)} |")
-    return 0
+    return results
 
 
-def main(argv=None):
+def build_parser():
     parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.orl_benchmark",
                                      description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--orl-root", default=os.path.join(SHARED_DATA, "orl_faces"))
@@ -121,7 +107,11 @@ def main(argv=None):
     parser.add_argument("--out", default="orl_output", help="output folder (a previous run's is replaced)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the steps' output (still logged)")
     cli.add_debug_flag(parser)
-    return cli.run(lambda argv: run(parser.parse_args(argv)), argv)
+    return parser
+
+
+def main(argv=None):
+    return tool_main(build_parser, run, argv)
 
 
 if __name__ == "__main__":
