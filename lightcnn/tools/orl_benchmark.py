@@ -2,12 +2,12 @@
 measured effect of ``--fit`` and ``--align``.
 
     python -m lightcnn.tools.orl_benchmark [--orl-root ../shared/data/orl_faces] [--fit crop|pad|stretch] [--align]
-        [--epochs 6] [--out orl_output] [--quiet]
+        [--epochs 6] [--seed 0] [--out orl_output] [--quiet]
 
 1. ``python -m lightcnn.prepare`` packs people s1-s30 (8 images each for training, 2 for validation; ORL's faces are
    92x112, so ``--fit`` decides how they become square; ``--align`` aligns them to the LightCNN template first);
 2. ``train_lightcnn.py`` trains LightCNN-9 with test_orl.py's settings (6 epochs, batch 16, Adam 3e-4, Caffe
-   xavier, inputs centred at 127.5, seed 0);
+   xavier, inputs centred at 127.5, seed 0, or ``--seed``'s for the split and the training);
 3. ``extract_features.py`` extracts the 100 images of the unseen people s31-s40 with that checkpoint (which repeats
    the fit and the alignment by itself), and a raw-pixel baseline takes the same network inputs as features;
 4. the Python evaluator scores all 4,950 same/different pairs of s31-s40 (450 matched, dealt round-robin into 10
@@ -57,13 +57,13 @@ def run(args):
     t = steps.begin("prepare", f"pack s1-s30 (--fit {args.fit}{', --align' if args.align else ''})")
     data_dir = os.path.join(out, "data")
     steps.run("prepare", [sys.executable, "-m", "lightcnn.prepare", "--root", faces, "--out", data_dir,
-                          "--val-fraction", "0.2", "--seed", "0", "--fit", args.fit]
+                          "--val-fraction", "0.2", "--seed", str(args.seed), "--fit", args.fit]
               + (["--align"] if args.align else []))
     steps.end("prepare", t)
 
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs (tests/test_orl.py's settings)")
     prefix = os.path.join(out, "model", "lightcnn9")
-    steps.run("train", train_command(data_dir, prefix, args.epochs, 16, 3e-4, "", 127.5, "in", 0, 5, True))
+    steps.run("train", train_command(data_dir, prefix, args.epochs, 16, 3e-4, "", 127.5, "in", args.seed, 5, True))
     steps.end("train", t)
     sidecar = read_sidecar(prefix, args.epochs)
 
@@ -79,7 +79,7 @@ def run(args):
     quiet = lambda text: None  # noqa: E731
     network = v.verify(v.load_features(mat), pairs, log=quiet)
     pixels = v.verify(pixel_features(prefix, args.orl_root, keys), pairs, log=quiet)
-    results = {"fit": args.fit, "align": args.align, "epochs": args.epochs,
+    results = {"fit": args.fit, "align": args.align, "epochs": args.epochs, "seed": args.seed,
                "val_accuracy": sidecar.training.metrics.get("val_accuracy"),
                "network": {k: network[k] for k in ("accuracy_mean", "accuracy_std", "auc", "eer", "n_pairs")},
                "pixels": {k: pixels[k] for k in ("accuracy_mean", "accuracy_std", "auc", "eer", "n_pairs")},
@@ -88,7 +88,7 @@ def run(args):
     how = f"--fit {args.fit}" + (", --align" if args.align else "")
     steps.say("\n" + "=" * 100)
     steps.say(f"ORL s31-s40, all {network['n_pairs']} pairs; LightCNN-9 trained {args.epochs} epochs on s1-s30 "
-              f"({how}); validation accuracy {results['val_accuracy']:.3f}; {results['seconds']:.0f} s")
+              f"({how}, seed {args.seed}); validation accuracy {results['val_accuracy']:.3f}; {results['seconds']:.0f} s")
     steps.say("| faces | features | 10-fold accuracy | AUC | EER |")
     steps.say("| --- | --- | --- | --- | --- |")
     for name, r in (("LightCNN-9", network), ("raw pixels (the network's inputs)", pixels)):
@@ -104,6 +104,7 @@ def build_parser():
     parser.add_argument("--fit", choices=FITS, default=DEFAULT_FIT, help="how the 92x112 faces become square")
     parser.add_argument("--align", action="store_true", help="align the faces to the LightCNN template first")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of training (the test's: 0)")
     parser.add_argument("--out", default="orl_output", help="output folder (a previous run's is replaced)")
     parser.add_argument("--quiet", action="store_true", help="do not echo the steps' output (still logged)")
     cli.add_debug_flag(parser)
