@@ -388,8 +388,9 @@ USAGE = """Extract LightCNN face features of a list of images into LFW_features.
 A training checkpoint (--model-prefix, last epoch unless --epoch) rebuilds the network and the preprocessing
 from its sidecar alone, alignment included: a network trained on aligned faces gets its images aligned (unless
 --image-root was written by python -m lightcnn.align with the same template). An exported graph (--symbol +
---params) needs the preprocessing flags; its embedding is output 1 of (logits, embedding). The .mat holds 'data' (N x 256 single, a row per image), 'label' (N x 1 cell of
-Name/Name_NNNN.jpg) and, when images were skipped, 'missing'. Then:
+--params) needs the preprocessing flags; its embedding is output 1 of (logits, embedding). The .mat holds 'data'
+(N x 256 single, a row per image), 'label' (N x 1 cell of Name/Name_NNNN.jpg), when images were skipped 'missing',
+and which checkpoint made them. Then:
     octave-cli --eval "addpath('lfw_verification-matlab'); lfw_eval('LFW_features.mat', 'pairs.txt');"
 or  python -m lightcnn.verification --features LFW_features.mat --pairs pairs.txt
 """

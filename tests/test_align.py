@@ -135,7 +135,8 @@ def test_mesh_indices_are_mediapipes_eye_lip_and_oval_contours():
     assert set(align.MESH_FACE_OVAL) == points(fmc.FACEMESH_FACE_OVAL)
     oval = align.MESH_FACE_OVAL  # in order round the face: it is used as a polygon
     assert all({(a, b), (b, a)} & fmc.FACEMESH_FACE_OVAL for a, b in zip(oval, oval[1:] + oval[:1]))
-    assert set(align.MESH_MOUTH_CORNERS) <= points(fmc.FACEMESH_LIPS) and align.MESH_NOSE_TIP in points(fmc.FACEMESH_NOSE)
+    assert set(align.MESH_MOUTH_CORNERS) <= points(fmc.FACEMESH_LIPS)
+    assert align.MESH_NOSE_TIP in points(fmc.FACEMESH_NOSE)
     # the iris centres are the points just before each iris's four contour points
     assert [min(points(fmc.FACEMESH_RIGHT_IRIS)) - 1, min(points(fmc.FACEMESH_LEFT_IRIS)) - 1] == \
         list(align.MESH_IRIS_CENTRES)
@@ -245,7 +246,8 @@ def test_cli_mirrors_the_tree_and_lists_every_image_not_aligned(shared_data, tmp
         for fname in sorted(os.listdir(lfw / name))[:3]:
             os.symlink(lfw / name / fname, root / name / fname)
             expected.append(f"{name}/{fname}")
-    first = cv2.imread(str(lfw / "Serena_Williams" / sorted(os.listdir(lfw / "Serena_Williams"))[0]), cv2.IMREAD_GRAYSCALE)
+    first = cv2.imread(str(lfw / "Serena_Williams" / sorted(os.listdir(lfw / "Serena_Williams"))[0]),
+                       cv2.IMREAD_GRAYSCALE)
     cv2.imwrite(str(root / "Serena_Williams" / "colour.jpg"), cv2.merge([first, first // 2, first]))
     expected.append("Serena_Williams/colour.jpg")  # decoded in colour for the detector, gray for the output
     cv2.imwrite(str(root / "Tony_Blair" / "flat.png"), np.full((160, 120), 128, np.uint8))
@@ -265,7 +267,8 @@ def test_cli_mirrors_the_tree_and_lists_every_image_not_aligned(shared_data, tmp
     reasons = {item["path"]: item["reason"] for item in summary["not_aligned"]}
     assert reasons == {"Tony_Blair/flat.png": "no face found", "Tony_Blair/noise.png": "no face found",
                        "Tony_Blair/broken.jpg": "cannot decode: corrupt, truncated or not a supported image"}
-    assert summary["images"] == 13 and summary["aligned"] == 10 and summary["non_image_files"] == ["Tony_Blair/notes.txt"]
+    assert summary["images"] == 13 and summary["aligned"] == 10
+    assert summary["non_image_files"] == ["Tony_Blair/notes.txt"]
     for rel in reasons:  # the console lists them too
         assert rel in done.stdout
     assert "[align]" in done.stderr  # the progress line
@@ -282,8 +285,9 @@ def test_cli_mirrors_the_tree_and_lists_every_image_not_aligned(shared_data, tmp
 def test_the_summary_marks_the_tree_as_aligned(tmp_path):
     """The extractor reads the template back from an aligned tree's summary (and refuses a damaged one)."""
     assert align.aligned_tree_template(tmp_path) == (None, {})
-    (tmp_path / "summary.json").write_text(json.dumps({"tool": "lightcnn.align", "template": TEMPLATE.to_dict(),
-                                                       "not_aligned": [{"path": "a/b.jpg", "reason": "no face found"}]}))
+    (tmp_path / "summary.json").write_text(json.dumps({
+        "tool": "lightcnn.align", "template": TEMPLATE.to_dict(),
+        "not_aligned": [{"path": "a/b.jpg", "reason": "no face found"}]}))
     assert align.aligned_tree_template(tmp_path) == (TEMPLATE, {"a/b.jpg": "no face found"})
     (tmp_path / "summary.json").write_text(json.dumps({"tool": "lightcnn.align", "template": {"size": 3}}))
     with pytest.raises(align.AlignError, match="not valid"):

@@ -459,8 +459,9 @@ def test_a_network_trained_on_aligned_faces_gets_aligned_faces(aligned_prefix, f
 
 def run_without_mediapipe(*args, cwd):
     """The extractor's CLI in a Python where importing mediapipe fails (as where it is not installed)."""
-    code = (f"import sys; sys.modules['mediapipe'] = None; sys.argv = ['extract_features.py'] + {list(map(str, args))!r};"
-            f" from lightcnn.extract import main; sys.exit(main())")
+    code = (f"import sys; sys.modules['mediapipe'] = None; "
+            f"sys.argv = ['extract_features.py'] + {list(map(str, args))!r}; "
+            f"from lightcnn.extract import main; sys.exit(main())")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=180)
 
 

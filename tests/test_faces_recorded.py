@@ -1,7 +1,6 @@
 """How the faces were made (fit, align) travels from the dataset builder through training into the checkpoint's
 sidecar, and the extractor repeats it without being told."""
 import json
-import os
 import pathlib
 import subprocess
 import sys

@@ -88,7 +88,8 @@ def run(args):
     how = f"--fit {args.fit}" + (", --align" if args.align else "")
     steps.say("\n" + "=" * 100)
     steps.say(f"ORL s31-s40, all {network['n_pairs']} pairs; LightCNN-9 trained {args.epochs} epochs on s1-s30 "
-              f"({how}, seed {args.seed}); validation accuracy {results['val_accuracy']:.3f}; {results['seconds']:.0f} s")
+              f"({how}, seed {args.seed}); validation accuracy {results['val_accuracy']:.3f}; "
+              f"{results['seconds']:.0f} s")
     steps.say("| faces | features | 10-fold accuracy | AUC | EER |")
     steps.say("| --- | --- | --- | --- | --- |")
     for name, r in (("LightCNN-9", network), ("raw pixels (the network's inputs)", pixels)):
