@@ -156,8 +156,8 @@ def run(args):
             eval_dir = os.path.join(out, "eval", set_name.lower().replace(" ", "_"), feature_name)
             steps.say(f"\n-- {set_name}, {feature_name}")
             results[(set_name, feature_name)] = evaluate_set(set_name, mat, pairs, label, eval_dir, steps.say)
-    # DevTest's best threshold beside the checkpoint: what `python -m lightcnn.verify` uses for this model
-    v.save_model_threshold(v.load_features(mats["trained"]).model, results[("DevTest", "trained")], steps.say)
+    if "trained" in mats:  # DevTest's best threshold beside the checkpoint: `python -m lightcnn.verify` uses it
+        v.save_model_threshold(v.load_features(mats["trained"]).model, results[("DevTest", "trained")], steps.say)
     steps.end("evaluate", t)
 
     lines = format_table(results, len(train_names))
