@@ -122,8 +122,7 @@ def run(args):
     n_train, n_val = summary["train"]["images"], summary["val"]["images"]
 
     prefix = os.path.join(out, "model", NETWORK)
-    t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs on {n_train} images in {args.dtype} (about an hour "
-                             f"on 2 cores)")
+    t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs on {n_train} images in {args.dtype}")
     command = train_command(data_dir, prefix, args.epochs, min(args.batch_size, n_train), args.lr,
                             args.lr_step_epochs, args.mean, args.xavier_factor_type, args.seed, args.disp_batches,
                             has_val=n_val > 0, wd=args.wd, dropout=args.dropout, dtype=args.dtype)
