@@ -185,7 +185,9 @@ def test_command_line_then_extract_features(saved, faces, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "lightcnn29v2 (detected), 10 classes" in done.stderr
     sidecar = checkpoint.read_sidecar(str(prefix), 0)
-    assert sidecar.preprocess.to_dict() == {"image_size": 144, "crop_size": 128, "scale": 1 / 255, "mean": 0.0}
+    # the authors' inputs: [0, 1], no mean; squares already (their extractor resizes nothing), not aligned by us
+    assert sidecar.preprocess.to_dict() == {"image_size": 144, "crop_size": 128, "scale": 1 / 255, "mean": 0.0,
+                                            "fit": "crop", "align": None}
     assert sidecar.origin["kind"] == "converted" and sidecar.origin["sha256"] == files.sha256(path)
 
     image_list = tmp_path / "faces.txt"
