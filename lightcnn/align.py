@@ -827,14 +827,7 @@ def print_summary(summary, out=None, limit=20):
         ("non-image files", summary["non_image_files"]),
         ("ignored entries", [f"{s['path']}: {s['reason']}" for s in summary["ignored"]]),
     ]
-    for title, items in sections:
-        if not items:
-            continue
-        p(f"{title}: {len(items)}")
-        for item in items[:limit]:
-            p(f"    {item}")
-        if len(items) > limit:
-            p(f"    ... {len(items) - limit} more in {os.path.join(summary['out_dir'], SUMMARY_FILE)}")
+    cli.print_listed(p, sections, limit, os.path.join(summary['out_dir'], SUMMARY_FILE))
 
 
 def add_policy_flags(parser):

@@ -34,6 +34,18 @@ def setup_logging(log_path=None, quiet=False):
     return logger
 
 
+def print_listed(say, sections, limit, full_list):
+    """Each non-empty (title, items) section as a count and its first ``limit`` items; the rest are in ``full_list``."""
+    for title, items in sections:
+        if not items:
+            continue
+        say(f"{title}: {len(items)}")
+        for item in items[:limit]:
+            say(f"    {item}")
+        if len(items) > limit:
+            say(f"    ... {len(items) - limit} more in {full_list}")
+
+
 def add_debug_flag(parser):
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error (LIGHTCNN_DEBUG=1 too)")
 

@@ -62,16 +62,21 @@ def faces(shared_data, tmp_path_factory):
     return root, image_list, keys
 
 
-@pytest.fixture(scope="module")
-def model_prefix(tmp_path_factory):
+def random_checkpoint(folder, preprocess, epoch):
+    """A random LightCNN-9 saved as a checkpoint whose sidecar records ``preprocess``: its prefix."""
     spec = ModelSpec("lightcnn9", 10)
     net = spec.build()
     net.initialize(init.xavier())
     net.hybridize()
     net(mx.nd.zeros((1,) + net.input_shape))
-    prefix = str(tmp_path_factory.mktemp("checkpoint") / "lightcnn")
-    checkpoint.save(net, None, prefix, checkpoint.Sidecar(spec, Preprocess(), epoch=3))
+    prefix = str(folder / "lightcnn")
+    checkpoint.save(net, None, prefix, checkpoint.Sidecar(spec, preprocess, epoch=epoch))
     return prefix
+
+
+@pytest.fixture(scope="module")
+def model_prefix(tmp_path_factory):
+    return random_checkpoint(tmp_path_factory.mktemp("checkpoint"), Preprocess(), epoch=3)
 
 
 @pytest.fixture(scope="module")
@@ -429,14 +434,7 @@ def needs_mediapipe():
 def aligned_prefix(tmp_path_factory):
     """A random LightCNN-9 whose sidecar says it was trained on faces aligned to the template."""
     from lightcnn.images import TEMPLATE
-    spec = ModelSpec("lightcnn9", 10)
-    net = spec.build()
-    net.initialize(init.xavier())
-    net.hybridize()
-    net(mx.nd.zeros((1,) + net.input_shape))
-    prefix = str(tmp_path_factory.mktemp("aligned_checkpoint") / "lightcnn")
-    checkpoint.save(net, None, prefix, checkpoint.Sidecar(spec, Preprocess(align=TEMPLATE), epoch=1))
-    return prefix
+    return random_checkpoint(tmp_path_factory.mktemp("aligned_checkpoint"), Preprocess(align=TEMPLATE), epoch=1)
 
 
 def test_a_network_trained_on_aligned_faces_gets_aligned_faces(aligned_prefix, faces, tmp_path):

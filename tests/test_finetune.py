@@ -4,15 +4,9 @@ this data, the trunk frozen or slowed on request, recorded in the sidecar, and a
 import numpy as np
 import pytest
 
-
 from lightcnn import checkpoint
 
 from helpers.runs import load_params, run_worker
-
-
-
-
-
 
 
 @pytest.fixture(scope="module")
