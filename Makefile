@@ -52,7 +52,7 @@ demo: venv
 bench: venv
 	$(BIN)/python -m lightcnn.tools.bench_model --network lightcnn9 lightcnn29 --json bench_model.json
 
-# the real-face benchmark (hours on 2 CPU cores): LightCNN-9 trained on LFW, verified on unseen people
+# the real-face benchmark (about an hour on 2 CPU cores): LightCNN-9 trained on LFW, verified on unseen people
 lfw: venv
 	$(BIN)/python -m lightcnn.tools.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
 
