@@ -57,6 +57,12 @@ SUMMARY_FILE = "summary.json"
 # A landmark nearer the border than this share of the eye-to-mouth distance is on a face cut off by the border (the
 # mesh then extrapolates it). Measured: 1 of 500 LFW crops is nearer (0.09); an eye cut through its centre is ~0.
 LANDMARK_MARGIN = 0.1
+# The face policy (which faces are aligned) and its flags, decided once for align, prepare, the extractor and verify.
+POLICY_DEFAULTS = {"min_size": 40.0, "max_outside": 0.2, "pad": 0.25, "min_confidence": 0.5}
+POLICY_FLAGS = (("--min-size", "faces narrower than this (detector box, in photo pixels) are not aligned"),
+                ("--max-outside", "faces with more than this share of their outline outside the photo are 'cut off'"),
+                ("--pad", "border added before detection, as a fraction of the longer side (tight crops)"),
+                ("--min-confidence", "detector score threshold"))
 LANDMARK_NAMES = ("right eye", "left eye", "nose tip", "right mouth corner", "left mouth corner")  # the subject's
 
 # Face-mesh indices (MediaPipe's canonical 468-point mesh; the eye contours are its FACEMESH_RIGHT_EYE and
@@ -297,6 +303,8 @@ class Aligner:
     ----------
     template : Template
         Output geometry and landmark source (default: 144x144, the training template, iris landmarks).
+    **policy
+        The face policy below, by name (:data:`POLICY_DEFAULTS` for each one not given):
     min_size : float
         Faces whose detector box is narrower than this many pixels (of the input image) are "too small": the
         template holds a face box about 100 px wide, so a 40 px face is already enlarged 2.5 times.
@@ -317,12 +325,12 @@ class Aligner:
     stands for both mouth corners (7 times less precise; ``python -m lightcnn.tools.bench_align``).
     """
 
-    def __init__(self, template=TEMPLATE, min_size=40, max_outside=0.2, pad=0.25, min_confidence=0.5):
+    def __init__(self, template=TEMPLATE, **policy):
         if not isinstance(template, Template):
             raise ValueError(f"template must be a lightcnn.images.Template, got {template!r}")
-        check_policy(min_size, max_outside, pad, min_confidence)
-        self.template, self.min_size, self.max_outside = template, float(min_size), float(max_outside)
-        self.pad, self.min_confidence = float(pad), float(min_confidence)
+        policy = check_policy(**policy)
+        self.template, self.min_size, self.max_outside = template, policy["min_size"], policy["max_outside"]
+        self.pad, self.min_confidence = policy["pad"], policy["min_confidence"]
         landmarks = self.landmark_source = template.landmarks
         mp = _mediapipe()
         with _quiet_stderr():
@@ -563,15 +571,20 @@ class AlignError(ValueError):
     """A problem with the input or the options; the command line prints it and exits with status 2."""
 
 
-def check_policy(min_size=40, max_outside=0.2, pad=0.25, min_confidence=0.5):
-    """Refuse face-policy values that cannot be meant (AlignError naming the flag)."""
-    for flag, ok in (("--min-size", min_size >= 0), ("--max-outside", 0 <= max_outside <= 1), ("--pad", pad >= 0),
-                     ("--min-confidence", 0 < min_confidence < 1)):
-        if not ok:
-            value = {"--min-size": min_size, "--max-outside": max_outside, "--pad": pad,
-                     "--min-confidence": min_confidence}[flag]
-            raise AlignError(f"{flag}: {value!r} is out of range (--min-size >= 0, 0 <= --max-outside <= 1, "
+def check_policy(**policy):
+    """The face policy: the given values over the defaults, as floats; AlignError naming the flag for an unknown
+    name or a value that cannot be meant."""
+    unknown = set(policy) - set(POLICY_DEFAULTS)
+    if unknown:
+        raise AlignError(f"unknown face-policy setting(s) {sorted(unknown)}; known: {sorted(POLICY_DEFAULTS)}")
+    full = {name: float(policy.get(name, default)) for name, default in POLICY_DEFAULTS.items()}
+    valid = {"min_size": full["min_size"] >= 0, "max_outside": 0 <= full["max_outside"] <= 1, "pad": full["pad"] >= 0,
+             "min_confidence": 0 < full["min_confidence"] < 1}
+    for (flag, _), name in zip(POLICY_FLAGS, POLICY_DEFAULTS):
+        if not valid[name]:
+            raise AlignError(f"{flag}: {full[name]!r} is out of range (--min-size >= 0, 0 <= --max-outside <= 1, "
                              f"--pad >= 0, 0 < --min-confidence < 1)")
+    return full
 
 
 def align_bytes(aligner, data):
@@ -617,9 +630,8 @@ class ThreadAligners:
     """
 
     def __init__(self, template=TEMPLATE, **policy):
-        check_policy(**policy)
+        self.template, self.policy = template, check_policy(**policy)  # every setting, defaults included
         _mediapipe()  # the install line before any thread starts
-        self.template, self.policy = template, policy
         self._local = threading.local()
         self._made, self._lock = [], threading.Lock()
 
@@ -707,8 +719,7 @@ class _Progress:
                   file=sys.stderr, flush=True)
 
 
-def align_folder(root, out_dir, template=TEMPLATE, min_size=40, max_outside=0.2, pad=0.25, min_confidence=0.5,
-                 workers=None, quality=95, force=False, verbose=True):
+def align_folder(root, out_dir, template=TEMPLATE, workers=None, quality=95, force=False, verbose=True, **policy):
     """Align every image of ``root/<identity>/<image>`` into ``out_dir/<identity>/<image>``.
 
     The output keeps each file's relative path and format (JPEG at ``quality``), so image lists and LFW's
@@ -721,8 +732,9 @@ def align_folder(root, out_dir, template=TEMPLATE, min_size=40, max_outside=0.2,
         Input tree and output folder; ``out_dir`` must not hold files unless ``force``.
     template : Template
         Output geometry and landmark source.
-    min_size, max_outside, pad, min_confidence : float
-        See :class:`Aligner`.
+    **policy
+        ``min_size``, ``max_outside``, ``pad``, ``min_confidence`` (POLICY_DEFAULTS for those not given); see
+        :class:`Aligner`.
     workers : int, optional
         Threads, each with its own :class:`Aligner` (default: the core count).
     quality : int
@@ -751,7 +763,6 @@ def align_folder(root, out_dir, template=TEMPLATE, min_size=40, max_outside=0.2,
     if not 1 <= quality <= 100:
         raise AlignError(f"--quality must be in [1, 100], got {quality}")
     workers = max(1, int(workers or os.cpu_count() or 1))
-    policy = {"min_size": min_size, "max_outside": max_outside, "pad": pad, "min_confidence": min_confidence}
     aligners = ThreadAligners(template, **policy)  # checks the policy and says how to install MediaPipe
     listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     rels = [f"{name}/{fname}" for name in sorted(listing) for fname in listing[name]]
@@ -787,7 +798,7 @@ def align_folder(root, out_dir, template=TEMPLATE, min_size=40, max_outside=0.2,
         "tool": "lightcnn.align",
         "template": template.to_dict(),
         "root": os.path.abspath(root), "out_dir": os.path.abspath(out_dir),
-        "options": dict(policy, workers=workers, quality=quality),
+        "options": dict(aligners.policy, workers=workers, quality=quality),
         "images": len(rels), "aligned": len(rels) - len(not_aligned), "not_aligned_count": len(not_aligned),
         "identities": len(listing),
         "not_aligned": not_aligned, "notes": notes,
@@ -830,22 +841,18 @@ def print_summary(summary, out=None, limit=20):
     cli.print_listed(p, sections, limit, os.path.join(summary['out_dir'], SUMMARY_FILE))
 
 
-def add_policy_flags(parser):
-    """The face policy flags, shared by ``lightcnn.align``, ``prepare --align``, the extractor and ``verify``."""
-    faces = parser.add_argument_group("which faces (alignment)")
-    faces.add_argument("--min-size", type=float, default=40,
-                       help="faces narrower than this (detector box, in photo pixels) are not aligned")
-    faces.add_argument("--max-outside", type=float, default=0.2,
-                       help="faces with more than this share of their outline outside the photo are 'cut off'")
-    faces.add_argument("--pad", type=float, default=0.25,
-                       help="border added before detection, as a fraction of the longer side (tight crops)")
-    faces.add_argument("--min-confidence", type=float, default=0.5, help="detector score threshold")
+def add_policy_flags(parser, unset=False):
+    """The face-policy flags (POLICY_FLAGS). With ``unset`` they default to None, so that a command where alignment is
+    optional can tell which were given (:func:`given_policy`)."""
+    faces = parser.add_argument_group("which faces (alignment; as python -m lightcnn.align)")
+    for (flag, text), (name, default) in zip(POLICY_FLAGS, POLICY_DEFAULTS.items()):
+        faces.add_argument(flag, type=float, default=None if unset else default, help=f"{text} (default {default:g})")
     return faces
 
 
-def policy_of(args):
-    return {"min_size": args.min_size, "max_outside": args.max_outside, "pad": args.pad,
-            "min_confidence": args.min_confidence}
+def given_policy(args):
+    """The face-policy flags given on the command line (the defaults stand for the others)."""
+    return {name: getattr(args, name) for name in POLICY_DEFAULTS if getattr(args, name) is not None}
 
 
 def build_parser():
@@ -868,7 +875,7 @@ def build_parser():
 def _align(argv):
     args = build_parser().parse_args(argv)
     align_folder(args.root, args.out, workers=args.workers, quality=args.quality, force=args.force,
-                 **policy_of(args))
+                 **given_policy(args))
     return 0
 
 

@@ -417,13 +417,7 @@ def build_parser():
     prep.add_argument("--align", action="store_true",
                       help="align every image to the LightCNN template first (with --model-prefix the checkpoint "
                            "says whether it was trained on aligned faces; this flag only confirms it)")
-    faces = parser.add_argument_group("Which faces, when aligning (as python -m lightcnn.align)")
-    for flag, help_text in (("--min-size", "faces narrower than this (photo pixels) are not aligned (default 40)"),
-                            ("--max-outside", "faces with more than this share of their outline outside the photo "
-                                              "are 'cut off' (default 0.2)"),
-                            ("--pad", "border added before detection, share of the longer side (default 0.25)"),
-                            ("--min-confidence", "detector score threshold (default 0.5)")):
-        faces.add_argument(flag, type=float, default=None, help=help_text)
+    aligning.add_policy_flags(parser, unset=True)  # only when aligning
 
     images = parser.add_argument_group("Images")
     images.add_argument("--image-list", help="one image path per line (any leading prefix, e.g. lfw_patch_part.txt); "
@@ -489,14 +483,8 @@ def _check_args(parser, args):
                      "out")
     if args.calib_images < 1:
         parser.error("--calib-images must be positive")
-    if align_policy(args) and not args.align and not args.model_prefix:
+    if aligning.given_policy(args) and not args.align and not args.model_prefix:
         parser.error("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
-
-
-def align_policy(args):
-    """The face-policy flags that were given (the aligner's defaults for the others)."""
-    return {name: getattr(args, name) for name in ("min_size", "max_outside", "pad", "min_confidence")
-            if getattr(args, name) is not None}
 
 
 def calibration_data(paths, count, preprocess, log, aligned=False, policy=None):
@@ -549,7 +537,7 @@ def _extract(argv):
         identity = {"symbol_sha256": files.sha256(args.symbol), "preprocess": preprocess.to_dict()}
     aligned = input_is_aligned(args.image_root, preprocess, log)
     if args.quantize:
-        calib = calibration_data(paths, args.calib_images, preprocess, log, aligned, align_policy(args))
+        calib = calibration_data(paths, args.calib_images, preprocess, log, aligned, aligning.given_policy(args))
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, quantize_int8=True, params_file=params_file,
                                       identity=identity, calib_data=calib, calib_mode=args.calib_mode,
                                       mfm_form=args.mfm_form, log=log)
@@ -565,7 +553,7 @@ def _extract(argv):
     result = extract_features(net, paths, preprocess, ctxs, args.batch_size, flip=args.flip,
                               skip_missing=args.skip_missing, keys=keys, workers=args.workers,
                               log_interval=args.log_interval, log=log, aligned=aligned,
-                              align_policy=align_policy(args))
+                              align_policy=aligning.given_policy(args))
     save_features_mat(args.out, result.features, result.keys, result.missing, model=model)
     log.info("wrote %s: data %d x %d single, label %d x 1%s", args.out, *result.features.shape, len(result.keys),
              f", missing {len(result.missing)} x 1" if result.missing else "")

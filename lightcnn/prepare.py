@@ -56,7 +56,7 @@ import time
 
 import cv2
 
-from lightcnn import cli, files
+from lightcnn import align as aligning, cli, files
 from lightcnn.images import (DEFAULT_FIT, FIT_WORDS, FITS, LEGACY_FIT, STORED_SIZE, TEMPLATE, Preprocess, Template,
                              decode_gray, is_image_file, read_image_file, resize_square)
 
@@ -447,8 +447,7 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         raise PrepareError("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
     num_threads = int(num_threads or os.cpu_count() or 1)
     # a tree written by `python -m lightcnn.align` holds aligned faces: recorded as such, never aligned twice
-    from lightcnn.align import aligned_tree_template
-    tree_template, _ = aligned_tree_template(root)
+    tree_template, _ = aligning.aligned_tree_template(root)
     if tree_template is not None:
         if verbose:
             print(f"[prepare] {root} holds faces aligned by lightcnn.align ({tree_template.describe()}): packed as "
@@ -476,8 +475,8 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
 
     aligners = None
     if align:
-        from lightcnn.align import ThreadAligners  # MediaPipe: only for --align (its install line if missing)
-        aligners = ThreadAligners(TEMPLATE, **(align_policy or {}))
+        # MediaPipe is loaded only here, for --align (its install line if missing)
+        aligners = aligning.ThreadAligners(TEMPLATE, **(align_policy or {}))
 
     listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     if requested is not None:
@@ -747,23 +746,14 @@ def build_parser():
     pack.add_argument("--quality", type=int, default=95, help="JPEG quality")
     pack.add_argument("--num-threads", type=int, default=os.cpu_count() or 1,
                       help="decoding/encoding (and aligning) threads")
-    faces = parser.add_argument_group("which faces (with --align; as python -m lightcnn.align)")
-    for flag, kind, help_text in (("--min-size", float, "faces narrower than this (photo pixels) are skipped "
-                                                        "(default 40)"),
-                                  ("--max-outside", float, "faces with more than this share of their outline "
-                                                           "outside the photo are 'cut off' (default 0.2)"),
-                                  ("--pad", float, "border added before detection, share of the longer side "
-                                                   "(default 0.25)"),
-                                  ("--min-confidence", float, "detector score threshold (default 0.5)")):
-        faces.add_argument(flag, type=kind, default=None, help=help_text)
+    aligning.add_policy_flags(parser, unset=True)  # only with --align
     cli.add_debug_flag(parser)
     return parser
 
 
 def _prepare(argv):
     args = build_parser().parse_args(argv)
-    policy = {name: getattr(args, name) for name in ("min_size", "max_outside", "pad", "min_confidence")
-              if getattr(args, name) is not None}
+    policy = aligning.given_policy(args)
     prepare_dataset(args.root, args.out, identity_list=args.identity_list, num_identities=args.num_identities,
                     min_images=args.min_images, val_fraction=args.val_fraction, seed=args.seed,
                     image_size=args.image_size, quality=args.quality, num_threads=args.num_threads, force=args.force,

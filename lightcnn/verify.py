@@ -108,7 +108,7 @@ def _verify(argv):
             raise FileNotFoundError(f"{path}: no such file")
     net, preprocess, sidecar = load_checkpoint_embedding(args.model_prefix, args.epoch, ctx)
     threshold, source = resolve_threshold(args.threshold, args.model_prefix, sidecar)
-    aligner = aligning.Aligner(preprocess.align, **aligning.policy_of(args)) if preprocess.align else None
+    aligner = aligning.Aligner(preprocess.align, **aligning.given_policy(args)) if preprocess.align else None
     try:
         faces = [face_of(path, preprocess, aligner) for path in args.photos]
     finally:
