@@ -24,3 +24,19 @@ def octave_cli():
     if path is None:
         pytest.skip("octave-cli not installed (CI installs GNU Octave: apt-get install octave)")
     return path
+
+
+@pytest.fixture(scope="session")
+def worker_run(tmp_path_factory):
+    """worker_run(epochs, *extra) -> the folder of a ``tests/helpers/fit_worker.py`` run with those arguments, made
+    once per session and shared by every test that asks for the same run (read it, or copy it to change it)."""
+    from helpers.runs import run_worker
+    made = {}
+
+    def get(epochs, *extra):
+        key = (epochs,) + tuple(map(str, extra))
+        if key not in made:
+            made[key] = tmp_path_factory.mktemp(f"run{epochs}")
+            run_worker(made[key], epochs, *extra)
+        return made[key]
+    return get

@@ -10,11 +10,9 @@ from helpers.runs import load_params, run_worker
 
 
 @pytest.fixture(scope="module")
-def pretrained(tmp_path_factory):
+def pretrained(worker_run):
     """A 4-class model of one epoch: what the fine-tuning starts from."""
-    out = tmp_path_factory.mktemp("pretrained")
-    run_worker(out, 1)
-    return out
+    return worker_run(1)
 
 
 def trunk_and_head(names):

@@ -149,10 +149,8 @@ def test_sidecar_round_trip_and_checksums(tmp_path):
 # --- whole runs (subprocesses, so a resume really is a new process) -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("straight")
-    run_worker(out, 2)
-    return out
+def straight_run(worker_run):
+    return worker_run(2)
 
 
 def test_run_writes_every_checkpoint_file(straight_run):

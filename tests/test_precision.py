@@ -85,12 +85,10 @@ def test_float16_with_dist_async_is_refused():
 # --- bfloat16 training ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def bf16_run(tmp_path_factory):
+def bf16_run(worker_run):
     if not HAS_BF16:
         pytest.skip("this CPU has no bfloat16 arithmetic (avx512_bf16/amx_bf16 not in /proc/cpuinfo)")
-    out = tmp_path_factory.mktemp("bf16")
-    run_worker(out, 2, "--dtype", "bfloat16")
-    return out
+    return worker_run(2, "--dtype", "bfloat16")
 
 
 @needs_bf16
@@ -104,10 +102,8 @@ def test_bfloat16_training_resumes_bit_identically(bf16_run, tmp_path):
 
 
 @needs_bf16
-def test_bfloat16_computes_in_bfloat16_and_checkpoints_in_float32(bf16_run, tmp_path):
-    float32_run = tmp_path / "float32"
-    float32_run.mkdir()
-    run_worker(float32_run, 2)
+def test_bfloat16_computes_in_bfloat16_and_checkpoints_in_float32(bf16_run, worker_run, tmp_path):
+    float32_run = worker_run(2)  # the same run in float32 (shared with the other tests of it)
     bf16, fp32 = load_params(bf16_run / "final-rank0.params"), load_params(float32_run / "final-rank0.params")
     # the same seed and data: only the arithmetic differs, and it did change the result
     assert any(not np.array_equal(bf16[k], fp32[k]) for k in bf16)

@@ -34,11 +34,9 @@ def one_save(prefix, epoch):
 # --- a checkpoint is one unit ---------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def two_epochs(tmp_path_factory):
-    """A run of 2 epochs (the reference), and a copy of its folder to damage in each test."""
-    out = tmp_path_factory.mktemp("two_epochs")
-    run_worker(out, 2)
-    return out
+def two_epochs(worker_run):
+    """A run of 2 epochs (the reference); each test damages a copy of its folder."""
+    return worker_run(2)
 
 
 def copy_run(source, target):
