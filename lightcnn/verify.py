@@ -21,7 +21,7 @@ import sys
 import numpy as np
 
 from lightcnn import align as aligning, cli, files, verification
-from lightcnn.images import FIT_WORDS, eval_input, load_gray, read_image_file
+from lightcnn.images import FIT_WORDS, eval_input, load_gray, read_image_file, resize_square
 
 SAME, DIFFERENT = 0, 1
 
@@ -72,8 +72,6 @@ def save_pair(path, faces, text):
     cv2.putText(band, text, (4, 19), cv2.FONT_HERSHEY_SIMPLEX, 0.42, 0, 1, cv2.LINE_AA)
     top = np.full((side, 2 * side + 8), 255, np.uint8)
     top[:, :side], top[:, side + 8:] = faces[0], faces[1]
-    if not path.lower().endswith(".png"):
-        raise ValueError(f"--save-pair writes a PNG; give a name ending in .png, got {path}")
     with files.atomic_path(path) as temp:
         if not cv2.imwrite(temp, np.vstack([top, band])):
             raise OSError(f"cannot write {path}")
@@ -102,6 +100,8 @@ def _verify(argv):
     from lightcnn.embedding import load_checkpoint_embedding
     import mxnet as mx
 
+    if args.save_pair and not args.save_pair.lower().endswith(".png"):
+        raise ValueError(f"--save-pair writes a PNG; give a name ending in .png, got {args.save_pair}")
     ctx = contexts_from_gpus(args.gpus)[:1]
     for path in args.photos:
         if not os.path.isfile(path):
@@ -122,7 +122,9 @@ def _verify(argv):
         else:
             how = "used as given (the network was trained on faces that were not aligned)"
         print(f"{path}: {how}")
-    batch = np.stack([eval_input(face, preprocess) for face, _ in faces])  # (2, 1, crop, crop)
+    # as training stored them: square, image_size (aligned faces already are); the network sees their centre crop
+    squares = [resize_square(face, preprocess.image_size, preprocess.fit) for face, _ in faces]
+    batch = np.stack([eval_input(square, preprocess) for square in squares])  # (2, 1, crop, crop)
     features = net.features(mx.nd.array(batch, ctx=ctx[0])).asnumpy()
     score = cosine(features[0], features[1])
     same = score >= threshold
@@ -131,7 +133,7 @@ def _verify(argv):
     print(f"threshold {threshold:.4f} ({source})")
     print(verdict)
     if args.save_pair:
-        save_pair(args.save_pair, [face for face, _ in faces],
+        save_pair(args.save_pair, squares,
                   f"cosine {score:.3f} {'>=' if same else '<'} {threshold:.3f}: {verdict}")
         print(f"wrote {args.save_pair}", file=sys.stderr)
     return SAME if same else DIFFERENT

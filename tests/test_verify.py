@@ -139,3 +139,30 @@ def test_a_photo_without_a_face_says_so(lfw_model, tmp_path):
     missing = verify(lfw_model, wall, tmp_path / "nobody.jpg")
     assert missing.returncode == 2 and missing.stderr.strip() == f"error: {tmp_path / 'nobody.jpg'}: no such file"
 
+
+
+def test_photos_of_two_sizes_for_a_network_of_unaligned_faces(shared_data, tmp_path):
+    """A network trained on faces used as given: an ORL face (92x112) and an LFW crop (144x144) are made square as in
+    training (the sidecar's fit), and --save-pair shows both squares; a --save-pair that is not a PNG is refused
+    before any work."""
+    import mxnet as mx
+    from lightcnn import checkpoint, init
+    from lightcnn.images import Preprocess
+    from lightcnn.model import ModelSpec
+    spec = ModelSpec("lightcnn9", 10)
+    net = spec.build()
+    net.initialize(init.xavier())
+    net.hybridize()
+    net(mx.nd.zeros((1,) + net.input_shape))
+    prefix = tmp_path / "plain"
+    checkpoint.save(net, None, str(prefix), checkpoint.Sidecar(spec, Preprocess(), epoch=1))
+    orl = shared_data / "orl_faces" / "s1" / "1.pgm"
+    crop = next((shared_data / "lfw_gray144" / "Colin_Powell").iterdir())
+    pair = tmp_path / "pair.png"
+    done = run("-m", "lightcnn.verify", orl, crop, "--model-prefix", prefix, "--threshold", "0.5", "--save-pair", pair)
+    assert done.returncode in (0, 1), done.stderr
+    assert f"{orl}: used as given (not square: centre-cropped to a square, as in training)" in done.stdout
+    assert cv2.imread(str(pair), cv2.IMREAD_GRAYSCALE).shape == (144 + 28, 2 * 144 + 8)
+    refused = run("-m", "lightcnn.verify", orl, crop, "--model-prefix", prefix, "--save-pair", tmp_path / "p.jpg")
+    assert refused.returncode == 2 and refused.stderr.strip() == (
+        f"error: --save-pair writes a PNG; give a name ending in .png, got {tmp_path / 'p.jpg'}")
