@@ -36,6 +36,8 @@ $(TEST_STAMP): requirements-test.txt requirements-align.txt $(STAMP)
 horovod: $(HOROVOD_STAMP)
 
 $(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt
+	@command -v cmake >/dev/null && command -v g++ >/dev/null || { echo "make horovod: Horovod compiles from" \
+	"source and needs cmake and g++ (Debian: apt-get install cmake g++; .ci/run installs them)"; exit 1; }
 	$(BIN)/python -m pip install --quiet $$(grep '^wheel==' requirements-horovod.txt)
 	$(HOROVOD_BUILD) $(BIN)/python -m pip install --quiet --no-build-isolation -r requirements-horovod.txt
 	@# a wheel cached from a build that did not see MXNet would install without it: say so, not later in a test
