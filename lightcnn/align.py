@@ -700,25 +700,6 @@ def _write(path, data):
         raise
 
 
-class _Progress:
-    """``[align] done/total images (rate/s), n not aligned`` on stderr, at most every ``every`` seconds."""
-
-    def __init__(self, total, every=2.0, enabled=True):
-        self.total, self.every, self.enabled = total, every, enabled
-        self.start = self.last = time.time()
-        self.done = self.failed = 0
-
-    def update(self, failed):
-        self.done += 1
-        self.failed += failed
-        now = time.time()
-        if self.enabled and (now - self.last >= self.every or self.done == self.total):
-            self.last = now
-            rate = self.done / max(now - self.start, 1e-9)
-            print(f"[align] {self.done}/{self.total} images ({rate:.1f}/s), {self.failed} not aligned",
-                  file=sys.stderr, flush=True)
-
-
 def align_folder(root, out_dir, template=TEMPLATE, workers=None, quality=95, force=False, verbose=True, **policy):
     """Align every image of ``root/<identity>/<image>`` into ``out_dir/<identity>/<image>``.
 
@@ -767,7 +748,7 @@ def align_folder(root, out_dir, template=TEMPLATE, workers=None, quality=95, for
     listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     rels = [f"{name}/{fname}" for name in sorted(listing) for fname in listing[name]]
     os.makedirs(out_dir, exist_ok=True)
-    progress = _Progress(len(rels), enabled=verbose)
+    progress = cli.Progress("[align] ", len(rels), enabled=verbose)
     not_aligned, notes = [], []
     written = 0
 
@@ -793,7 +774,8 @@ def align_folder(root, out_dir, template=TEMPLATE, workers=None, quality=95, for
                 not_aligned.append({"path": rel, "reason": result.reason})
             if result.note:
                 notes.append({"path": rel, "note": result.note})
-            progress.update(not result.ok)
+            progress.update(1, f", {len(not_aligned)} not aligned")
+    progress.finish(f", {len(not_aligned)} not aligned")
     summary = {
         "tool": "lightcnn.align",
         "template": template.to_dict(),

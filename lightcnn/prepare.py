@@ -240,31 +240,6 @@ def _encode_file(path, image_size, quality, fit, aligners=None):
     return encode_face(data, image_size, quality, fit)
 
 
-class _Progress:
-    """Progress lines on stderr, at most every ``every`` seconds."""
-
-    def __init__(self, what, total=None, every=2.0, enabled=True):
-        self.what, self.total, self.every, self.enabled = what, total, every, enabled
-        self.start = self.last = time.time()
-        self.done = 0
-
-    def update(self, n, extra=""):
-        self.done += n
-        now = time.time()
-        if self.enabled and now - self.last >= self.every:
-            self.last = now
-            self._print(extra)
-
-    def finish(self, extra=""):
-        if self.enabled:
-            self._print(extra)
-
-    def _print(self, extra):
-        rate = self.done / max(time.time() - self.start, 1e-9)
-        of = f"/{self.total}" if self.total is not None else ""
-        print(f"[prepare] {self.what}: {self.done}{of} images ({rate:.0f}/s){extra}", file=sys.stderr, flush=True)
-
-
 class _Validator:
     """Decodes, checks and encodes (aligning first with ``aligners``) the images of identities on a thread pool,
     spooling the JPEGs to disk."""
@@ -506,7 +481,8 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         with _writing(spool_path):
             spool = open(spool_path, "w+b")
         progress_total = sum(len(listing[n]) for n in requested) if requested is not None else None
-        progress = _Progress("aligned and checked" if align else "decoded and checked", progress_total,
+        progress = cli.Progress("[prepare] aligned and checked: " if align else "[prepare] decoded and checked: ",
+                                progress_total,
                              enabled=verbose)
         validator = _Validator(root, spool, image_size, quality, fit, aligners, num_threads, progress)
         if requested is not None:
@@ -546,7 +522,7 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
                 f.writelines(f"{idx}\t{float(label):f}\t{rel}\n" for idx, label, rel, _, _ in items)
             with _writing(tmp[f"{split}.rec"]):
                 _pack(tmp[f"{split}.idx"], tmp[f"{split}.rec"], items, validator,
-                      _Progress(f"packed {split}.rec", len(items), enabled=verbose))
+                      cli.Progress(f"[prepare] packed {split}.rec: ", len(items), enabled=verbose))
 
         summary = _summary(root, out_dir, chosen, splits, validator, empty, non_image, ignored, stored, mode=mode,
                            identity_list=list_source, num_identities=num_identities, min_images=min_images,
