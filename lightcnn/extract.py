@@ -545,8 +545,8 @@ def _extract(argv):
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, dtype=args.dtype, mfm_form=args.mfm_form)
         log.info("the network computes in %s with MFM as %s (features are written as float32)", args.dtype,
                  args.mfm_form)
-    if args.quantize or args.dtype != "float32" or args.mfm_form != "max":
-        model = None  # not the checkpoint's own features: no threshold of these should stand for it (lightcnn.verify)
+    if args.quantize or args.dtype != "float32" or args.mfm_form != "max" or args.flip:
+        model = None  # not the features lightcnn.verify computes: no threshold of these should stand for the checkpoint
     log.info("%d images from %s under %s, batch %d on %s%s", len(keys), args.image_list or "the folder",
              args.image_root, args.batch_size, ", ".join(map(str, ctxs)),
              ", with mirror (--flip)" if args.flip else "")

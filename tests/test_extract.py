@@ -168,6 +168,16 @@ def test_rows_are_the_network_features_of_the_evaluation_crop(extracted, loaded)
     assert np.abs(result.features).max() > 0 and not np.allclose(result.features[0], result.features[1])
 
 
+def test_flipped_features_do_not_name_their_checkpoint(faces, model_prefix, tmp_path):
+    """--flip features are not what lightcnn.verify computes: the .mat does not name the checkpoint, so the
+    evaluator saves no threshold of theirs beside it."""
+    root, image_list, _ = faces
+    proc = run_cli("--model-prefix", model_prefix, "--image-list", image_list, "--image-root", root, "--flip",
+                   "--out", tmp_path / "f.mat", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not {"model_prefix", "model_epoch"} & set(scipy.io.loadmat(tmp_path / "f.mat"))
+
+
 def test_flip_is_the_sum_of_image_and_mirror_features(extracted, loaded):
     result, paths = extracted
     net, preprocess = loaded
