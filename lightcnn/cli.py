@@ -36,8 +36,8 @@ def setup_logging(log_path=None, quiet=False):
 
 
 class Progress:
-    """``PREFIX done/total images (rate/s)EXTRA`` lines on stderr while a long job runs, at most every ``every``
-    seconds, and a last one from :meth:`finish`."""
+    """``PREFIX done/total images (rate/s, ETA h:mm:ss)EXTRA`` lines on stderr while a long job runs, at most every
+    ``every`` seconds, and a last one from :meth:`finish` (the ETA when the total is known and work remains)."""
 
     def __init__(self, prefix, total=None, every=2.0, enabled=True):
         self.prefix, self.total, self.every, self.enabled = prefix, total, every, enabled
@@ -58,7 +58,15 @@ class Progress:
     def _print(self, extra):
         rate = self.done / max(time.time() - self.start, 1e-9)
         of = f"/{self.total}" if self.total is not None else ""
-        print(f"{self.prefix}{self.done}{of} images ({rate:.1f}/s){extra}", file=sys.stderr, flush=True)
+        left = (self.total or 0) - self.done
+        eta = f", ETA {format_seconds(left / rate)}" if left > 0 and rate > 0 else ""
+        print(f"{self.prefix}{self.done}{of} images ({rate:.1f}/s{eta}){extra}", file=sys.stderr, flush=True)
+
+
+def format_seconds(seconds):
+    """``h:mm:ss``."""
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def print_listed(say, sections, limit, full_list):

@@ -266,8 +266,9 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
                         collect()
                 now = time.perf_counter()
                 if compute and log_interval is not None and now - last_time >= log_interval:
-                    log.info("Extract [%d/%d]  Speed: %.2f images/sec", finished, n,
-                             (finished - last_count) / (now - last_time))
+                    speed = (finished - last_count) / (now - last_time)
+                    log.info("Extract [%d/%d]  Speed: %.2f images/sec  ETA %s", finished, n, speed,
+                             cli.format_seconds((n - finished) / speed) if speed > 0 else "?")
                     last_time, last_count = now, finished
             while compute and pending:
                 collect()

@@ -3,8 +3,8 @@ process, and the conversions of a float32 network for low-precision inference.
 
 - ``float32``: everywhere.
 - ``bfloat16``: CPUs whose instruction set has bfloat16 arithmetic (``avx512_bf16`` or ``amx_bf16`` in
-  /proc/cpuinfo). MXNet 1.9.1's bfloat16 kernels are oneDNN's, CPU only. Same exponent range as float32, so no loss
-  scaling.
+  /proc/cpuinfo, and oneDNN not held below them: :mod:`lightcnn.cpu`). MXNet 1.9.1's bfloat16 kernels are oneDNN's,
+  CPU only. Same exponent range as float32, so no loss scaling.
 - ``float16``: GPUs, with AMP's dynamic loss scaling (float16 overflows at 65504).
 
 Training keeps float32 master weights and optimizer states: AMP only inserts casts around the operators it lists
@@ -12,6 +12,8 @@ Training keeps float32 master weights and optimizer states: AMP only inserts cas
 ``mxnet.contrib.amp.init`` rewrites MXNet's operator functions for the whole process and must run before a network
 is built: :func:`init_amp` is the only caller, and refuses a second, different dtype in the same process.
 """
+from lightcnn import cpu
+
 DTYPES = ("float32", "bfloat16", "float16")
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -24,21 +26,9 @@ class PrecisionError(ValueError):
     field = "dtype"
 
 
-def cpu_flags(path="/proc/cpuinfo"):
-    """The CPU's instruction-set flags (a set of names; empty when they cannot be read, e.g. not Linux)."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
 def cpu_has_bf16(flags=None):
-    flags = cpu_flags() if flags is None else flags
-    return any(flag in flags for flag in BF16_CPU_FLAGS)
+    """Whether oneDNN will run bfloat16 arithmetic here (the flag, and no DNNL_MAX_CPU_ISA cap below it)."""
+    return any(flag in cpu.usable_flags(flags) for flag in BF16_CPU_FLAGS)
 
 
 def fastest_cpu_dtype(flags=None):
@@ -55,8 +45,9 @@ def check_dtype(dtype, ctxs, flags=None):
         if on_gpu:
             raise PrecisionError("bfloat16 runs on the CPU only in MXNet 1.9.1 (oneDNN kernels); on GPUs use float16")
         if not cpu_has_bf16(flags):
+            held = f" (held off by {cpu.ISA_ENV}={cpu.isa_cap()})" if cpu.isa_cap() else ""
             raise PrecisionError(f"bfloat16 needs a CPU with bfloat16 arithmetic (the {' or '.join(BF16_CPU_FLAGS)} "
-                                 f"flag in /proc/cpuinfo); this CPU has neither: use float32")
+                                 f"flag in /proc/cpuinfo); this CPU has neither{held}: use float32")
     if dtype == "float16" and not on_gpu:
         raise PrecisionError("float16 needs a GPU (--gpus); on a CPU use float32"
                              + (" or bfloat16 (this CPU has it)" if cpu_has_bf16(flags) else ""))

@@ -13,7 +13,7 @@ import mxnet as mx
 
 from lightcnn import init, quantize
 from lightcnn.model import get_model
-from lightcnn.tools import bench_model
+from lightcnn.tools import bench_frameworks, bench_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -47,3 +47,26 @@ def test_each_configuration_reports_its_rate_and_peak_memory(framework, dtype, m
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])
     assert record["images_per_s"] > 0 and record["peak_rss_mb"] > 50 and record["batch_size"] == 2
+
+
+@pytest.mark.parametrize("framework", ["mxnet", "pytorch"])
+def test_a_low_precision_row_is_checked_on_real_crops(framework, shared_data):
+    if framework == "pytorch":
+        pytest.importorskip("torch", reason="the PyTorch side needs torch (requirements-test.txt)")
+    proc = subprocess.run([sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework,
+                           "--dtype", "int8", "--mode", "infer", "--batch-size", "2", "--seconds", "0",
+                           "--check-images", str(shared_data / "lfw_gray144")],
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    check = json.loads([line for line in proc.stdout.splitlines() if line.startswith("RESULT ")][-1][7:])["accuracy"]
+    assert check["images"] == bench_frameworks.CHECK_IMAGES and 0 < check["rel_l2_max"] < 1
+    assert check["within_bounds"] == (check["rel_l2_max"] <= 0.035 and check["cosine_min"] >= 0.999)
+
+
+def test_a_row_outside_the_bounds_is_marked():
+    reference = np.random.RandomState(0).normal(size=(4, 256)).astype(np.float32)
+    good = bench_frameworks.accuracy("int8", (reference, reference * 1.01))
+    bad = bench_frameworks.accuracy("int8-sumrelu", (reference, reference + 0.3 * np.abs(reference)))
+    assert good["within_bounds"] and not bad["within_bounds"] and bad["rel_l2_max"] > 0.1
+    assert bench_model._accuracy_cell({"accuracy": bad}).endswith("FAIL")
+    assert not bench_model._accuracy_cell({"accuracy": good}).endswith("FAIL")

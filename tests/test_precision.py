@@ -14,7 +14,7 @@ import pytest
 
 import mxnet as mx
 
-from lightcnn import checkpoint, precision
+from lightcnn import checkpoint, cpu, precision
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
@@ -40,29 +40,36 @@ def load_params(path):
 
 # --- which hardware runs which dtype -------------------------------------------------------------------------------
 
-def test_cpu_flags_decide_bfloat16(tmp_path):
+def test_cpu_flags_decide_bfloat16(tmp_path, monkeypatch):
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)  # the flags given below are the whole story
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
-    assert "avx512_bf16" in precision.cpu_flags(str(cpuinfo))
-    assert precision.cpu_flags(str(tmp_path / "absent")) == set()
+    assert "avx512_bf16" in cpu.cpu_flags(str(cpuinfo))
+    assert cpu.cpu_flags(str(tmp_path / "absent")) == set()
     assert precision.fastest_cpu_dtype({"avx512f", "amx_bf16"}) == "bfloat16"
     assert precision.fastest_cpu_dtype({"avx512f", "avx512_vnni"}) == "float32"
+    # oneDNN held below bfloat16 (DNNL_MAX_CPU_ISA): the flag is there, the kernels are not
+    monkeypatch.setenv(cpu.ISA_ENV, "AVX512_CORE_VNNI")
+    assert precision.fastest_cpu_dtype({"avx512f", "avx512_vnni", "avx512_bf16"}) == "float32"
+    with pytest.raises(precision.PrecisionError, match="held off by DNNL_MAX_CPU_ISA=AVX512_CORE_VNNI"):
+        precision.check_dtype("bfloat16", [mx.cpu()], flags={"avx512_bf16"})
 
 
-def test_unsupported_hardware_is_a_one_line_error_naming_the_flag():
-    cpu = [mx.cpu()]
-    precision.check_dtype("float32", cpu, flags=set())
-    precision.check_dtype("bfloat16", cpu, flags={"avx512_bf16"})
+def test_unsupported_hardware_is_a_one_line_error_naming_the_flag(monkeypatch):
+    monkeypatch.delenv(cpu.ISA_ENV, raising=False)
+    ctxs = [mx.cpu()]
+    precision.check_dtype("float32", ctxs, flags=set())
+    precision.check_dtype("bfloat16", ctxs, flags={"avx512_bf16"})
     with pytest.raises(precision.PrecisionError) as error:
-        precision.check_dtype("bfloat16", cpu, flags={"avx512f", "avx2"})
+        precision.check_dtype("bfloat16", ctxs, flags={"avx512f", "avx2"})
     message = str(error.value)
     assert "avx512_bf16 or amx_bf16" in message and "use float32" in message and "\n" not in message
     with pytest.raises(precision.PrecisionError, match="float16 needs a GPU"):
-        precision.check_dtype("float16", cpu, flags=set())
+        precision.check_dtype("float16", ctxs, flags=set())
     with pytest.raises(precision.PrecisionError, match="on GPUs use float16"):
         precision.check_dtype("bfloat16", [mx.gpu(0)], flags={"avx512_bf16"})
     with pytest.raises(precision.PrecisionError, match="unknown dtype 'int8'"):
-        precision.check_dtype("int8", cpu)
+        precision.check_dtype("int8", ctxs)
 
 
 def test_float16_on_the_cpu_fails_in_one_line_through_the_command(tmp_path):

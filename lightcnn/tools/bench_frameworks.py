@@ -14,6 +14,11 @@ graphs and buffers, its allocator's pools.
 
 Inference is the 256-d feature (the embedding network: what extraction runs); training is forward + softmax loss +
 backward + Adam step of the whole classifier network, as in ``bench_model``.
+
+``--check-images DIR`` (real face crops, ``<DIR>/<Name>/<image>``): a low-precision inference configuration is
+calibrated on the first of those crops (int8) and its features compared with the same network's float32 features
+on them: the worst per-image relative L2 error and cosine, and whether they are within :data:`ACCURACY_BOUNDS`.
+A rate is worth nothing if the features are wrong.
 """
 import argparse
 import json
@@ -29,6 +34,9 @@ DTYPES = ("float32", "bfloat16", "int8", "float32-sumrelu", "bfloat16-sumrelu", 
 MODES = ("infer", "train")
 NUM_CLASSES = 1000
 CALIB_IMAGES = 64
+CHECK_IMAGES = 64
+# (worst relative L2, worst cosine) per image against float32 features, the bounds of tests/test_low_precision_extract
+ACCURACY_BOUNDS = {"bfloat16": (0.02, 0.999), "int8": (0.035, 0.999)}
 
 
 def peak_rss_mb():
@@ -49,7 +57,8 @@ def timed(step, seconds, warmup=3, min_iters=3):
 # ----------------------------------------------------------------------------------------------------------------
 # MXNet: this project's network
 
-def mxnet_step(network, dtype, mode, batch_size):
+def mxnet_step(network, dtype, mode, batch_size, crops=None):
+    """The timed step, and (inference with ``crops``) the float32 and this configuration's features of the crops."""
     import mxnet as mx
 
     from lightcnn import init, precision, quantize
@@ -60,29 +69,31 @@ def mxnet_step(network, dtype, mode, batch_size):
     net.initialize(init.xavier())
     net.hybridize(static_alloc=True, static_shape=True)
     data = mx.nd.random.uniform(-1, 1, shape=(batch_size,) + net.input_shape)
-    if mode == "infer":
-        embedding = net.embedding
+    if mode == "train":
+        from lightcnn.tools.bench_model import training_step
+        return training_step(net, data, mx.nd.array([i % NUM_CLASSES for i in range(batch_size)])), None
+    embedding = net.embedding
+    embedding(data)
+    real = None if crops is None else mx.nd.array(crops)
+    reference = None if real is None else embedding(real).asnumpy()
+    if dtype.endswith("-sumrelu"):
+        embedding = quantize.sum_relu_form(embedding)
         embedding(data)
-        if dtype in ("float32-sumrelu", "bfloat16-sumrelu"):
-            embedding = quantize.sum_relu_form(embedding)
-            embedding(data)
-        if dtype.startswith("bfloat16"):
-            embedding = precision.convert_for_inference(embedding, "bfloat16", mx.cpu())
-        elif dtype.startswith("int8"):
-            calib = mx.nd.random.uniform(-1, 1, shape=(CALIB_IMAGES,) + net.input_shape)
-            if dtype == "int8-sumrelu":
-                embedding = quantize.sum_relu_form(embedding)
-                embedding(data)
-            embedding = quantize.quantize(embedding, calib, "naive")
-        return lambda: embedding(data).wait_to_read()
-    from lightcnn.tools.bench_model import training_step
-    return training_step(net, data, mx.nd.array([i % NUM_CLASSES for i in range(batch_size)]))
+    if dtype.startswith("bfloat16"):
+        embedding = precision.convert_for_inference(embedding, "bfloat16", mx.cpu())
+    elif dtype.startswith("int8"):
+        calib = mx.nd.random.uniform(-1, 1, shape=(CALIB_IMAGES,) + net.input_shape) if real is None else real
+        embedding = quantize.quantize(net.embedding if dtype.endswith("-sumrelu") else embedding, calib,
+                                      mfm_form="sum-relu" if dtype.endswith("-sumrelu") else "max")
+    features = None if real is None else (reference, embedding(real).astype("float32").asnumpy())
+    return (lambda: embedding(data).wait_to_read()), features
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # PyTorch: the authors' network, with the CPU settings that matter (channels_last, all threads)
 
-def pytorch_step(network, dtype, mode, batch_size, threads):
+def pytorch_step(network, dtype, mode, batch_size, threads, crops=None):
+    """The timed step, and (inference with ``crops``) the float32 and this configuration's features of the crops."""
     import contextlib
 
     from lightcnn.tools import authors_pytorch as authors
@@ -96,13 +107,19 @@ def pytorch_step(network, dtype, mode, batch_size, threads):
         contextlib.nullcontext
     if mode == "infer":
         features = _features_of(model, torch).eval()
+        real = None if crops is None else torch.from_numpy(crops).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            reference = None if real is None else features(real).float().numpy()
         if dtype == "int8":
-            features = _fx_int8(features, torch, data.shape)
+            features = _fx_int8(features, torch, data.shape, real)
 
         def infer():
             with torch.inference_mode(), autocast():
-                features(data)
-        return infer
+                return features(data)
+        if real is None:
+            return infer, None
+        with torch.inference_mode(), autocast():
+            return infer, (reference, features(real).float().numpy())
     model.train()
     label = torch.arange(batch_size) % NUM_CLASSES
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-5)
@@ -115,7 +132,7 @@ def pytorch_step(network, dtype, mode, batch_size, threads):
             loss = loss_fn(logits.float(), label)
         loss.backward()
         optimizer.step()
-    return train
+    return train, None
 
 
 def _pool_first(model, torch):
@@ -163,8 +180,8 @@ def _features_of(model, torch):
     return Features()
 
 
-def _fx_int8(module, torch, shape):
-    """PyTorch's FX static quantization with the x86 backend, calibrated on random images."""
+def _fx_int8(module, torch, shape, calib=None):
+    """PyTorch's FX static quantization with the x86 backend, calibrated on ``calib`` (random images if None)."""
     import warnings
 
     from torch.ao.quantization import get_default_qconfig_mapping
@@ -174,9 +191,10 @@ def _fx_int8(module, torch, shape):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prepared = prepare_fx(module, get_default_qconfig_mapping("x86"), example_inputs=(example,))
+        if calib is None:
+            calib = torch.rand(CALIB_IMAGES, *shape[1:]).mul_(2).sub_(1).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            prepared(torch.rand(CALIB_IMAGES, *shape[1:]).mul_(2).sub_(1).contiguous(
-                memory_format=torch.channels_last))
+            prepared(calib)
         return convert_fx(prepared)
 
 
@@ -201,7 +219,38 @@ def profile_mxnet(step, steps, warmup=3):
         return mx.profiler.dumps(reset=True, format="table", sort_by="total", ascending=False)
 
 
-def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0, profile_steps=0):
+def load_crops(root, count=CHECK_IMAGES):
+    """The network inputs (float32, (N, 1, 128, 128)) of the first ``count`` crops under ``root``, two per person, made
+    as extraction makes them (the centre crop, mean 127.5: LightCNN-9 as make lfw trains it)."""
+    import numpy as np
+
+    from lightcnn.images import Preprocess, is_image_file, load_eval_image
+    preprocess, paths = Preprocess(mean=127.5), []
+    for name in sorted(os.listdir(root)):
+        folder = os.path.join(root, name)
+        if os.path.isdir(folder):
+            paths += [os.path.join(folder, f) for f in sorted(os.listdir(folder)) if is_image_file(f)][:2]
+        if len(paths) >= count:
+            break
+    if not paths:
+        raise ValueError(f"no face crops found under {root}")
+    return np.stack([load_eval_image(path, preprocess) for path in paths[:count]]).astype(np.float32)
+
+
+def accuracy(dtype, features):
+    """The worst per-image relative L2 error and cosine of ``features`` = (float32, low precision), and whether they
+    are within the bounds of ``dtype``'s kind."""
+    import numpy as np
+    reference, low = features
+    error = np.linalg.norm(low - reference, axis=1) / np.linalg.norm(reference, axis=1)
+    cosine = (low * reference).sum(1) / np.linalg.norm(low, axis=1) / np.linalg.norm(reference, axis=1)
+    max_error, min_cosine = ACCURACY_BOUNDS[dtype.split("-")[0]]
+    return {"images": len(reference), "rel_l2_max": float(error.max()), "cosine_min": float(cosine.min()),
+            "within_bounds": bool(error.max() <= max_error and cosine.min() >= min_cosine)}
+
+
+def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=10.0, profile_steps=0,
+            check_images=None):
     """Time one configuration in this process; returns the record ``bench_model --compare`` reads."""
     threads = int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
     if mode == "train" and (dtype.startswith("int8") or dtype.endswith("-sumrelu")):
@@ -209,10 +258,12 @@ def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=
     if framework == "pytorch" and dtype.endswith("-sumrelu"):
         raise ValueError("int8-sumrelu is a form of this project's MXNet network")
     start_rss = peak_rss_mb()
+    checked = mode == "infer" and not dtype.startswith("float32") and check_images
+    crops = load_crops(check_images) if checked else None
     if framework == "mxnet":
-        step = mxnet_step(network, dtype, mode, batch_size)
+        step, features = mxnet_step(network, dtype, mode, batch_size, crops)
     else:
-        step = pytorch_step(network, dtype, mode, batch_size, threads)
+        step, features = pytorch_step(network, dtype, mode, batch_size, threads, crops)
     if profile_steps:
         if framework != "mxnet":
             raise ValueError("--profile is MXNet's profiler")
@@ -220,8 +271,8 @@ def measure(framework, dtype, mode, network="lightcnn9", batch_size=64, seconds=
     rate = batch_size * timed(step, seconds)
     return {"framework": framework, "dtype": dtype, "mode": mode, "network": network, "batch_size": batch_size,
             "threads": threads, "images_per_s": rate, "peak_rss_mb": peak_rss_mb(),
-            "rss_before_framework_mb": start_rss,
-            "ld_preload": os.environ.get("LD_PRELOAD", "")}
+            "rss_before_framework_mb": start_rss, "ld_preload": os.environ.get("LD_PRELOAD", ""),
+            "accuracy": accuracy(dtype, features) if features else None}
 
 
 def main(argv=None):
@@ -232,13 +283,14 @@ def main(argv=None):
     parser.add_argument("--network", default="lightcnn9")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--check-images", metavar="DIR", help="real face crops: check low-precision features on them")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="MXNet: profile N steps and print the per-operator table instead of timing")
     args = parser.parse_args(argv)
     if args.profile:  # one entry per operator: MXNet otherwise runs (and profiles) a graph's operators in bulk
         os.environ["MXNET_EXEC_BULK_EXEC_INFERENCE"] = os.environ["MXNET_EXEC_BULK_EXEC_TRAIN"] = "0"
     record = measure(args.framework, args.dtype, args.mode, args.network, args.batch_size, args.seconds,
-                     args.profile)
+                     args.profile, args.check_images)
     if args.profile:
         print(f"MXNet profile of {args.profile} {args.mode} steps, {args.dtype}, batch {args.batch_size}:")
         print(record["profile"])

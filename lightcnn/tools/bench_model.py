@@ -7,6 +7,9 @@ with ``--compare``, this project against the authors' PyTorch network, side by s
 The peak is measured in the same run, by the best of large float32 matrix products (MXNet's dot and its oneDNN
 FullyConnected), so the percentages compare like with like on a noisy machine.
 
+Both print the CPU (model, the flags that decide bfloat16 and the int8 recipe, and a ``DNNL_MAX_CPU_ISA`` cap) in
+their header and JSON: a figure holds for a kind of CPU.
+
 ``--compare`` times MXNet (this project) and PyTorch (the authors' network, ``lightcnn.tools.authors_pytorch``,
 channels_last, pools moved before the MFM like ours) in float32, bfloat16 (MXNet AMP / PyTorch autocast; where the
 CPU has it) and int8 (oneDNN quantization / PyTorch FX static quantization, x86 backend; inference), inference and
@@ -14,7 +17,10 @@ training, same batch and threads. Each configuration runs in a process of its ow
 (:mod:`lightcnn.tools.bench_frameworks`), so its peak resident memory is its own; the configurations are interleaved
 over ``--repeats`` rounds (the order reversed every other round) and the best rate of each is kept. PyTorch's
 processes get tcmalloc (``LD_PRELOAD``) when the library is installed, as its CPU performance guide advises
-(``apt-get install libtcmalloc-minimal4``); the table says whether they did.
+(``apt-get install libtcmalloc-minimal4``); the table says whether they did. Every low-precision inference row is
+checked on real face crops (``--check-images``, default the shared LFW crops; ``--check-images ''`` skips it): the
+worst relative L2 and cosine of its features against float32 of the same network, ``FAIL`` where outside the
+bounds (:data:`lightcnn.tools.bench_frameworks.ACCURACY_BOUNDS`).
 """
 import argparse
 import os
@@ -23,7 +29,7 @@ import time
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import files, init
+from lightcnn import cpu, files, init
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import get_model, model_names
 
@@ -122,7 +128,7 @@ def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_cl
     train_ips = batch_size * _timed(train, seconds)
     peak, peaks = matmul_peak_gflops(ctx)
     return {
-        "network": network, "batch_size": batch_size, "context": str(ctx),
+        "network": network, "batch_size": batch_size, "context": str(ctx), "cpu": cpu.summary(),
         "omp_num_threads": int(os.environ.get("OMP_NUM_THREADS", "0")),
         "gflop_per_image": gflop,
         "inference_images_per_s": infer_ips, "training_images_per_s": train_ips,
@@ -134,6 +140,7 @@ def benchmark(network="lightcnn9", batch_size=64, ctx=None, seconds=10.0, num_cl
 
 
 def print_table(results):
+    print(f"CPU: {cpu.describe()}")
     print(f"{'network':<14}{'batch':>6}{'GFLOP/img':>11}{'infer img/s':>13}{'% peak':>8}"
           f"{'train img/s':>13}{'% peak':>8}{'peak GFLOP/s':>14}")
     for r in results:
@@ -145,6 +152,8 @@ def print_table(results):
 # ----------------------------------------------------------------------------------------------------------------
 # --compare: MXNet and PyTorch side by side
 
+DEFAULT_CHECK_IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))), "shared", "data", "lfw_gray144")
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcmalloc_minimal.so.4",
             "/usr/lib/libtcmalloc_minimal.so.4")
 
@@ -159,7 +168,7 @@ def configurations(has_bf16):
     return found[:cut] + extra + found[cut:]
 
 
-def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcmalloc=None):
+def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcmalloc=None, check_images=None):
     """One configuration in a fresh process (lightcnn.tools.bench_frameworks); returns its record."""
     import json
     import subprocess
@@ -169,6 +178,8 @@ def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcma
         env["LD_PRELOAD"] = tcmalloc
     command = [sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework, "--dtype", dtype,
                "--mode", mode, "--network", network, "--batch-size", str(batch_size), "--seconds", str(seconds)]
+    if check_images:
+        command += ["--check-images", check_images]
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -177,7 +188,8 @@ def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcma
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def compare(network="lightcnn9", batch_size=64, seconds=10.0, repeats=2, has_bf16=None, tcmalloc=None, log=print):
+def compare(network="lightcnn9", batch_size=64, seconds=10.0, repeats=2, has_bf16=None, tcmalloc=None, log=print,
+            check_images=None):
     """Every configuration ``repeats`` times, interleaved; the best rate and the highest peak memory of each."""
     from lightcnn import precision
     has_bf16 = precision.cpu_has_bf16() if has_bf16 is None else has_bf16
@@ -185,24 +197,29 @@ def compare(network="lightcnn9", batch_size=64, seconds=10.0, repeats=2, has_bf1
     runs = {config: [] for config in configs}
     for repeat in range(repeats):
         for config in configs if repeat % 2 == 0 else configs[::-1]:
-            record = run_configuration(*config, network, batch_size, seconds, tcmalloc)
+            record = run_configuration(*config, network, batch_size, seconds, tcmalloc,
+                                       check_images if repeat == 0 else None)
             runs[config].append(record)
             log(f"  round {repeat + 1}: {' '.join(config):<24} {record['images_per_s']:7.1f} img/s  peak "
                 f"{record['peak_rss_mb']:6.0f} MB")
     results = []
     for config, records in runs.items():
         best = max(records, key=lambda r: r["images_per_s"])
-        results.append(dict(best, runs=[r["images_per_s"] for r in records],
-                            peak_rss_mb=max(r["peak_rss_mb"] for r in records)))
+        results.append(dict(best, runs=[r["images_per_s"] for r in records], cpu=cpu.summary(),
+                            peak_rss_mb=max(r["peak_rss_mb"] for r in records),
+                            accuracy=records[0].get("accuracy")))
     return results
 
 
 def print_comparison(results, tcmalloc):
     by = {(r["framework"], r["dtype"], r["mode"]): r for r in results}
-    print(f"\n{results[0]['network']}, batch {results[0]['batch_size']}, {results[0]['threads']} threads; "
-          f"PyTorch with tcmalloc: {'yes' if tcmalloc else 'no'}; best of {len(results[0]['runs'])} interleaved runs")
+    print(f"\nCPU: {cpu.describe()}")
+    print(f"{results[0]['network']}, batch {results[0]['batch_size']}, {results[0]['threads']} threads; "
+          f"PyTorch with tcmalloc: {'yes' if tcmalloc else 'no'}; best of {len(results[0]['runs'])} interleaved runs; "
+          f"features vs float32 on real crops: worst relative L2 / worst cosine, FAIL outside the bounds")
     print(f"{'mode':<7}{'dtype':<17}{'MXNet img/s':>12}{'PyTorch img/s':>15}{'MXNet/PyTorch':>15}"
-          f"{'MXNet vs own fp32':>19}{'MXNet peak MB':>15}{'PyTorch peak MB':>17}")
+          f"{'MXNet vs own fp32':>19}{'MXNet peak MB':>15}{'PyTorch peak MB':>17}{'MXNet features':>24}"
+          f"{'PyTorch features':>24}")
     for mode in ("infer", "train"):
         for dtype in ("float32", "float32-sumrelu", "bfloat16", "bfloat16-sumrelu", "int8", "int8-sumrelu"):
             mx_r, pt_r = by.get(("mxnet", dtype, mode)), by.get(("pytorch", dtype, mode))
@@ -212,7 +229,15 @@ def print_comparison(results, tcmalloc):
             own = by[("mxnet", "float32", mode)]["images_per_s"]
             print(f"{mode:<7}{dtype:<17}{mx_r['images_per_s']:>12.1f}{pt_r['images_per_s']:>15.1f}"
                   f"{mx_r['images_per_s'] / pt_r['images_per_s']:>14.2f}x{mx_r['images_per_s'] / own:>18.2f}x"
-                  f"{mx_r['peak_rss_mb']:>15.0f}{pt_r['peak_rss_mb']:>17.0f}")
+                  f"{mx_r['peak_rss_mb']:>15.0f}{pt_r['peak_rss_mb']:>17.0f}"
+                  f"{_accuracy_cell(mx_r):>24}{_accuracy_cell(pt_r):>24}")
+
+
+def _accuracy_cell(record):
+    check = record.get("accuracy")
+    if not check:
+        return "-"
+    return f"{check['rel_l2_max']:.4f} / {check['cosine_min']:.5f}{'' if check['within_bounds'] else ' FAIL'}"
 
 
 def main(argv=None):
@@ -227,12 +252,16 @@ def main(argv=None):
                              "int8, each configuration in its own process (the authors' networks exist for "
                              "lightcnn9, lightcnn29, lightcnn29v2)")
     parser.add_argument("--repeats", type=int, default=2, help="--compare: interleaved rounds; the best counts")
+    parser.add_argument("--check-images", default=DEFAULT_CHECK_IMAGES,
+                        help="--compare: real face crops (<DIR>/<Name>/<image>) to check low-precision features on "
+                             "(default: %(default)s; '' skips the check)")
     args = parser.parse_args(argv)
     if args.compare:
         tcmalloc = next((path for path in TCMALLOC if os.path.exists(path)), None)
         results = []
         for network in args.network:
-            found = compare(network, args.batch_size, args.seconds, args.repeats, tcmalloc=tcmalloc)
+            found = compare(network, args.batch_size, args.seconds, args.repeats, tcmalloc=tcmalloc,
+                            check_images=args.check_images or None)
             print_comparison(found, tcmalloc)
             results += found
         write_json(results, args.json)

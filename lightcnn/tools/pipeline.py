@@ -22,6 +22,7 @@ TRAIN_SCRIPT = os.path.join(PROJECT_ROOT, "train_lightcnn.py")
 EXTRACT_SCRIPT = os.path.join(PROJECT_ROOT, "extract_features", "extract_features.py")
 MATLAB_DIR = os.path.join(PROJECT_ROOT, "lfw_verification-matlab")
 NETWORK = "lightcnn9"
+ESTIMATE = "Estimate: "  # the line the training loop logs after its first batches
 MARKER = ".lightcnn-run"  # an output folder one of these tools made, so it may clear its own sub-folders
 OLD_MARKERS = (".lightcnn-demo",)  # what earlier releases' demo left
 
@@ -58,7 +59,8 @@ class Steps:
                                     bufsize=1, cwd=PROJECT_ROOT)
             for line in proc.stdout:
                 log.write(line)
-                if echo and not self.quiet:
+                # the training's estimate of its own time is shown even when quiet: it is what a user waits on
+                if echo and (not self.quiet or ESTIMATE in line):
                     sys.stdout.write("   " + line)
                     sys.stdout.flush()
             code = proc.wait()

@@ -19,7 +19,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import checkpoint, init, precision
+from lightcnn import checkpoint, cli, cpu, init, precision
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.training.config import ConfigError
@@ -260,7 +260,9 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
                                                                 epoch, _batches_in(train_iter) * store.num_workers)
             start = time.time()
             try:
-                train = train_epoch(run.net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log)
+                estimate = config.num_epochs - epoch if epoch == run.begin_epoch else None
+                train = train_epoch(run.net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log,
+                                    estimate)
                 store.check_in_sync(run.net, epoch)
                 val = evaluate_classifier(run.net, data.val_iter, ctxs, loss_fn) if data.val_iter is not None else {}
                 verify_accuracy = verify(run.net, ctxs[0]) if verify is not None else None
@@ -282,7 +284,7 @@ def fit(config, data, verify=None, logger=None, ctxs=None):
                      f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
                      f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
                      lr, train["samples_per_sec"], epoch_times[-1],
-                     _format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
+                     cli.format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
             metrics.add(epoch_row(epoch + 1, lr, train, val, epoch_times[-1], verify_accuracy))
             if store.writes_checkpoints and prefix:
                 with stop.deferred():  # a stop signal now waits for the checkpoint, then ends the run
@@ -310,8 +312,9 @@ def _save(run, store, prefix, epoch, state):
     checkpoint.save(run.net, trainer, prefix, dataclasses.replace(run.sidecar, epoch=epoch, training=state))
 
 
-def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log):
-    """One epoch; returns mean loss, accuracy and speed. A non-finite loss stops before the update is applied."""
+def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log, estimate_epochs=None):
+    """One epoch; returns mean loss, accuracy and speed. A non-finite loss stops before the update is applied.
+    ``estimate_epochs``: after the first displayed batches, log how long that many epochs take at their speed."""
     totals = np.zeros(3)  # loss, correct, samples: the epoch's
     window, window_start, epoch_start = np.zeros(3), time.time(), time.time()
     for nbatch, batch in enumerate(train_iter):
@@ -338,9 +341,15 @@ def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, l
         totals += counts
         window += counts
         if config.disp_batches and (nbatch + 1) % config.disp_batches == 0:
+            seconds_per_batch = max(time.time() - window_start, 1e-9) / config.disp_batches
             log.info("Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec\taccuracy=%f\tloss=%f\tlr=%g", epoch,
-                     nbatch + 1 - config.disp_batches, nbatch + 1, window[2] / max(time.time() - window_start, 1e-9),
+                     nbatch + 1 - config.disp_batches, nbatch + 1, window[2] / seconds_per_batch / config.disp_batches,
                      window[1] / window[2], window[0] / window[2], lr)
+            if estimate_epochs and nbatch + 1 == config.disp_batches:
+                batches = _batches_in(train_iter) * estimate_epochs
+                log.info("Estimate: %d epoch(s) of %d batches take about %s of training on this machine at this "
+                         "speed (%s; CPU: %s)", estimate_epochs, batches // estimate_epochs,
+                         cli.format_seconds(batches * seconds_per_batch), config.dtype, cpu.describe())
             window, window_start = np.zeros(3), time.time()
     if totals[2] == 0:
         raise TrainingError(f"epoch {epoch}: the training iterator gave no batch")
@@ -379,6 +388,3 @@ def _batches_in(train_iter):
         return -(-train_iter.num_data // train_iter.batch_size)
 
 
-def _format_seconds(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
