@@ -444,8 +444,8 @@ def build_parser():
                      help="entropy: KL-optimal thresholds (measured the more accurate); naive: each layer's min/max")
     low.add_argument("--mfm-form", default="max", choices=quantize.MFM_FORMS,
                      help="max: MFM as split + maximum; sum-relu: as b + relu(a - b), which oneDNN fuses into the "
-                          "convolutions: in float32 the same features to rounding and 1.24x faster; with --quantize "
-                          "int8 1.8x faster but 5.4 points less accurate on LFW (README, 'Measured figures')")
+                          "convolutions: in float32 the same features to rounding, and faster; with --quantize int8 "
+                          "every convolution's MFM in int8 (speed and accuracy: README, 'Measured figures')")
 
     run = parser.add_argument_group("Computation")
     run.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per batch")

@@ -11,17 +11,17 @@ With VNNI (AVX-512 VNNI, AVX-VNNI, AMX) each product is summed straight into int
 without VNNI, SSE4.1) oneDNN uses ``vpmaddubsw``, which adds two products into int16 and saturates at 32767
 (255 x 127 x 2 = 64770): oneDNN protects only convolutions with a *signed* source (it shifts the source to uint8 and
 halves the weights to 7 bits: ``sa0.5`` in its verbose log); a convolution with an unsigned source and its inner
-product (``gemm_s8s8s32``) saturate. Measured on LightCNN-9's int8 features: 27-31% relative error without VNNI,
-all of it from the inner product. So without VNNI every activation is quantized signed and fully connected layers
-stay float32 (a few percent of LightCNN-9's arithmetic); with VNNI the graph is as MXNet makes it.
+product (``gemm_s8s8s32``) saturate (README, "int8 on every x86 CPU", has the measurements). So without VNNI every
+activation is quantized signed and fully connected layers stay float32 (a small part of LightCNN-9's arithmetic);
+with VNNI the graph is as MXNet makes it.
 
 The cache: ``X-NNNN.int8-<key>-symbol.json`` and ``-0000.params`` beside ``X-NNNN.params``, and a manifest
 ``X-NNNN.int8-<key>.json`` written last (it marks the cache complete and says what it was made from). The key is the
 sha256 of everything the quantized model depends on: the weights file's content, the network (the sidecar's model
 and preprocessing, or the exported graph's content), the calibration images' pixels as the network sees them, the
 calibration mode, the MFM form, the quantization recipe of this module and the CPU's, the MXNet version and MXNet's
-environment switches of its oneDNN graph passes. A different checkpoint, image sample, mode or form gives another key, so a stale
-model is never reused.
+environment switches of its oneDNN graph passes. A different checkpoint, image sample, mode, form or kind of CPU gives
+another key, so a stale model is never reused.
 """
 import hashlib
 import json
@@ -40,8 +40,7 @@ from mxnet import gluon
 from lightcnn import cpu, files
 
 CALIB_MODES = ("naive", "entropy")
-# entropy: on the LFW model of make lfw, naive min/max ranges lost 0.32 points of DevTest accuracy and entropy's
-# thresholds none (README, "LFW in low precision")
+# entropy: measured no worse than naive min/max ranges on real faces (README, "LFW in low precision")
 DEFAULT_CALIB_MODE = "entropy"
 # how each MFM 2/1 enters the int8 graph: "max" keeps split + maximum (in float32 between a dequantize and a
 # quantize); "sum-relu" rewrites it as b + relu(a - b) (sum_relu_form: the convolutions' MFMs all in int8)
@@ -243,7 +242,7 @@ def sum_relu_form(embedding, ctx=None, for_int8=False):
     ``for_int8``: the ReLU gets a negative slope of :data:`INT8_RELU_SLOPE`. MXNet 1.9.1 gives a convolution fused
     with ReLU an unsigned int8 output, and the convolution whose sum post-op adds into that buffer writes the sum in
     the buffer's type, so every negative MFM output became 0 (``dst_u8`` with ``post-ops:sum`` in oneDNN's verbose log,
-    where the calibrated range of those sums reaches -1.8): the 5.4 LFW points this form used to lose. With a slope
+    where the calibrated range of those sums reaches -1.8): the LFW accuracy this form used to lose. With a slope
     the branch is signed, and its negative side, 1e-6 of its range, rounds to 0 in int8: ReLU at int8 resolution.
 
     Returns a SymbolBlock (input ``data``, output the feature) with its parameters loaded on ``ctx``."""

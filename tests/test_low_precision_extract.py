@@ -31,9 +31,10 @@ N_IMAGES = 48
 # with a random LightCNN-9: worst relative L2 error 0.004, cosine 0.99999.
 BF16_REL_L2, MIN_COSINE = 0.02, 0.999
 # int8 (worst relative L2, worst cosine) per model, both MFM forms, both ISA paths. Measured worst on these 48 crops
-# (Xeon with AMX, native and held to AVX2): the suite's model 0.026 (max form), 0.032 (sum-relu form without VNNI),
-# cosine 0.9995; the same model with weights doubled (its 0.1 biases count for less) 0.060, cosine 0.9984: int8
-# rounding in a random network, as large with VNNI as without. Saturation, the fault these tests are for, gave 0.27-0.32.
+# (a Xeon with AMX, native and held to AVX2; naive calibration): the suite's model 0.026 (max form), 0.032 (sum-relu
+# form without VNNI), cosine 0.9995; with its weights doubled (its 0.1 biases count for less) 0.060, cosine 0.9984:
+# int8 rounding in a random network, as large with VNNI as without. Saturation, the fault these tests catch, gave
+# 0.27-0.32.
 INT8_BOUNDS = {"suite": (0.035, 0.999), "doubled": (0.07, 0.998)}
 
 

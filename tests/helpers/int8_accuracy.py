@@ -3,8 +3,8 @@ oneDNN reads once when MXNet loads, can hold it to another CPU's kernels):
 
     python int8_accuracy.py OUT.json IMAGES.txt PREFIX [PREFIX ...] [--force-recipe vnni]
 
-For each checkpoint and MFM form, through the extractor's own int8 path (calibrated on 16 of the images, cached
-beside the checkpoint): the worst per-image relative L2 error and cosine against float32 features. With
+For each checkpoint and MFM form, through the extractor's own int8 path (calibrated on 16 of the images with naive
+min/max ranges, the quicker mode; cached beside the checkpoint): the worst per-image relative L2 error and cosine against float32 features. With
 --force-recipe, the graph of that CPU recipe instead of this CPU's (to show what the wrong one does).
 """
 import argparse
@@ -19,6 +19,7 @@ from lightcnn import checkpoint, extract, quantize
 from lightcnn.embedding import load_checkpoint_embedding, low_precision_embedding
 
 CALIB_IMAGES = 16
+CALIB_MODE = "naive"
 
 
 def compare(reference, features):
@@ -51,12 +52,13 @@ def main():
                 block = net.embedding
                 block(mx.nd.array(calib[:1]))
                 features = quantize.QuantizedEmbedding(quantize.quantize(
-                    block, mx.nd.array(calib), mfm_form=form, cpu_recipe=args.force_recipe), "forced")
+                    block, mx.nd.array(calib), CALIB_MODE, mfm_form=form, cpu_recipe=args.force_recipe), "forced")
             else:
                 features = low_precision_embedding(
                     net, [mx.cpu()], preprocess.data_shape, quantize_int8=True,
                     params_file=checkpoint.params_path(prefix, sidecar.epoch),
-                    identity={"model": sidecar.model.to_dict()}, calib_data=calib, mfm_form=form, log=log)
+                    identity={"model": sidecar.model.to_dict()}, calib_data=calib, calib_mode=CALIB_MODE,
+                    mfm_form=form, log=log)
             rows[form] = compare(reference, extract.extract_features(features, paths, preprocess,
                                                                      log_interval=None).features)
     with open(args.out, "w", encoding="utf-8") as f:
