@@ -31,11 +31,11 @@ N_IMAGES = 48
 # with a random LightCNN-9: worst relative L2 error 0.004, cosine 0.99999.
 BF16_REL_L2, MIN_COSINE = 0.02, 0.999
 # int8 (worst relative L2, worst cosine) per model, both MFM forms, both ISA paths. Measured worst on these 48 crops
-# (a Xeon with AMX, native and held to AVX2; naive calibration): the suite's model 0.026 (max form), 0.032 (sum-relu
-# form without VNNI), cosine 0.9995; with its weights doubled (its 0.1 biases count for less) 0.060, cosine 0.9984:
-# int8 rounding in a random network, as large with VNNI as without. Saturation, the fault these tests catch, gave
-# 0.27-0.32.
-INT8_BOUNDS = {"suite": (0.035, 0.999), "doubled": (0.07, 0.998)}
+# (a Xeon with AMX, native and held to AVX2; naive calibration; unseeded draws of the weights): the suite's model
+# 0.026 (max form), 0.032 (sum-relu form without VNNI), cosine 0.9995; with its weights doubled (its 0.1 biases count
+# for less) 0.060-0.067, cosine 0.9980-0.9984: int8 rounding in a random network, as large with VNNI as without.
+# Saturation, the fault these tests catch, gave 0.27-0.32.
+INT8_BOUNDS = {"suite": (0.035, 0.999), "doubled": (0.08, 0.997)}
 
 
 def relative_l2(actual, expected):
@@ -57,6 +57,7 @@ def lfw_paths(shared_data):
 
 
 def _random_checkpoint(folder, weight_scale=1.0):
+    mx.random.seed(7)  # the same weights every run: the bounds below were measured on them
     spec = ModelSpec("lightcnn9", 10)
     net = spec.build()
     net.initialize(init.xavier("in"))
@@ -94,11 +95,11 @@ def _int8(prefix, paths, preprocess, calib_count=16, log=None):
 
 
 def _int8_accuracy(tmp_path, paths, prefixes, isa=None, *extra):
-    """The helper's result in a child process (held to ``isa`` when given, with oneDNN's verbose log) and its stdout."""
+    """The helper's result in a child process (held to ``isa`` when given, with oneDNN's verbose log; else in this
+    process's environment, a cap included) and its stdout."""
     images = tmp_path / "images.txt"
     images.write_text("\n".join(paths))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop(cpu.ISA_ENV, None)
     if isa:
         env.update({cpu.ISA_ENV: isa, "DNNL_VERBOSE": "1"})
     out = tmp_path / "result.json"
