@@ -76,15 +76,14 @@ def mxnet_step(network, dtype, mode, batch_size, crops=None):
     embedding(data)
     real = None if crops is None else mx.nd.array(crops)
     reference = None if real is None else embedding(real).asnumpy()
-    if dtype.endswith("-sumrelu"):
+    if dtype in ("float32-sumrelu", "bfloat16-sumrelu"):  # int8's sum-relu form is quantize's own (below)
         embedding = quantize.sum_relu_form(embedding)
         embedding(data)
     if dtype.startswith("bfloat16"):
         embedding = precision.convert_for_inference(embedding, "bfloat16", mx.cpu())
     elif dtype.startswith("int8"):
         calib = mx.nd.random.uniform(-1, 1, shape=(CALIB_IMAGES,) + net.input_shape) if real is None else real
-        embedding = quantize.quantize(net.embedding if dtype.endswith("-sumrelu") else embedding, calib,
-                                      mfm_form="sum-relu" if dtype.endswith("-sumrelu") else "max")
+        embedding = quantize.quantize(embedding, calib, mfm_form="sum-relu" if dtype.endswith("-sumrelu") else "max")
     features = None if real is None else (reference, embedding(real).astype("float32").asnumpy())
     return (lambda: embedding(data).wait_to_read()), features
 
