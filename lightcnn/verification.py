@@ -3,19 +3,25 @@
 Usage::
 
     python -m lightcnn.verification --features LFW_features.mat --pairs pairs.txt [--out-dir DIR]
-                                    [--pca DIM] [--exclude-missing]
+                                    [--pca DIM] [--exclude-missing] [--exclude-zero-rows]
 
 Inputs
 ------
 The features file is what the extractor writes (scipy ``savemat`` v5, or ``.npz`` with the same keys): ``data``
 (N x D, a row per image), ``label`` (N x 1 cell of ``Name/Name_NNNN.jpg``; any leading path prefix is dropped)
-and optionally ``missing`` (cell of keys that had no image). The pair file is any format
+and optionally ``missing`` (cell of keys that had no image). A file whose rows are all zero, or all the same, is
+refused: those are not features (every pair would score the same). The pair file is any format
 :func:`lightcnn.lfw.read_pairs` detects; its folds are used as they are. Without ``--pairs``, ``pairs.txt`` and
 then ``pair.label`` are looked for beside the features file.
 
 A pair is *missing* when one of its keys is not in ``label`` or is listed in ``missing``. By default missing
 pairs are an error that lists every one; with ``exclude_missing`` they are left out, and their count and names
 are printed. The remaining pairs keep their folds.
+
+A *zero row* is a feature of norm 0 (not of a missing key): it scores cosine 0 with anything. Zero rows are
+reported (their count and first names before the table, a line in it, all names in ``zero_rows`` of the results)
+and their pairs kept with the figures computed as usual; with ``exclude_zero_rows`` the pairs that use one are left
+out like missing pairs, listed, and counted in ``n_excluded``.
 
 Definitions (lfw_eval.m implements exactly these)
 -------------------------------------------------
@@ -86,6 +92,7 @@ FAR_TARGETS = (("tpr_at_far_1pct", "TPR@FAR=1%", 0.01),
                ("tpr_at_far_0_1pct", "TPR@FAR=0.1%", 0.001),
                ("tpr_at_far_0", "TPR@FAR=0", 0.0))
 RESULTS_JSON = "lfw_results.json"
+ZERO_ROWS_SHOWN = 10  # names of zero rows printed; lfw_results.json has them all
 ROC_PNG = "lfw_roc.png"
 
 
@@ -121,6 +128,12 @@ def _strings(value):
     return out
 
 
+def zero_norm(data):
+    """Rows whose norm is 0, computed as :func:`cosine_scores` computes it (they score cosine 0)."""
+    x = np.asarray(data, dtype=np.float64)
+    return np.sum(x * x, axis=1) == 0
+
+
 def load_features(path):
     """Read an extractor's ``.mat`` (or ``.npz``): ``data`` N x D, ``label`` N keys, optional ``missing``."""
     if str(path).endswith(".npz"):
@@ -145,6 +158,13 @@ def load_features(path):
         seen[k] = i
     if not np.all(np.isfinite(data)):
         raise ValueError(f"{path}: 'data' holds non-finite values")
+    # Every pair would get the same score: no figure would mean anything (all zero gave 50%, AUC 0.5, threshold -inf).
+    if data.shape[0] and np.all(zero_norm(data)):
+        raise ValueError(f"{path}: all {data.shape[0]} rows of 'data' are zero: these are not features (every pair "
+                         f"would score the same)")
+    if data.shape[0] > 1 and np.all(data == data[0]):
+        raise ValueError(f"{path}: all {data.shape[0]} rows of 'data' are the same: these are not features (every "
+                         f"pair would score the same)")
     missing = frozenset(lfw.image_key(k) for k in _strings(content.get("missing")))
     model = None
     if "model_prefix" in content and "model_epoch" in content:
@@ -333,12 +353,15 @@ def evaluate(scores, is_same, folds, n_folds=None):
 # ---------------------------------------------------------------------------------------------------------------
 # the whole protocol
 
-def verify(features, pairs, pca=0, exclude_missing=False, log=print):
+def verify(features, pairs, pca=0, exclude_missing=False, exclude_zero_rows=False, log=print):
     """Score ``pairs`` (from :func:`lightcnn.lfw.read_pairs`) with ``features`` and :func:`evaluate` them.
 
-    Adds to the dict: n_listed (pairs in the file), n_excluded, excluded (list of [key1, key2]), pca_dim (0 for
-    none). Raises :class:`MissingFeaturesError` listing every pair with a missing image unless
-    ``exclude_missing``, in which case the excluded pairs are reported through ``log``.
+    Adds to the dict: n_listed (pairs in the file), n_excluded, excluded (list of [key1, key2], missing images and,
+    with ``exclude_zero_rows``, zero rows), pca_dim (0 for none), zero_rows (``count`` and ``names`` of the feature
+    rows of norm 0, ``n_pairs`` that use one, ``n_excluded`` of those). Raises :class:`MissingFeaturesError`
+    listing every pair with a missing image unless ``exclude_missing``, in which case the excluded pairs are
+    reported through ``log``. Zero rows are reported through ``log`` too; their pairs score cosine 0 unless
+    ``exclude_zero_rows`` leaves them out the same way.
     """
     pairs = list(pairs)
     if not pairs:
@@ -353,8 +376,27 @@ def verify(features, pairs, pca=0, exclude_missing=False, log=print):
                 "%d of %d pairs have an image without a feature (exclude them with --exclude-missing, or "
                 "'exclude_missing', true in lfw_eval):\n%s" % (len(lost), len(pairs), listing), lost)
         log("excluded %d of %d pairs with an image that has no feature:\n%s" % (len(lost), len(pairs), listing))
-    used = [p for p, ok in zip(pairs, complete) if ok]
-    rows1, rows2 = rows1[complete], rows2[complete]
+
+    # Zero rows (an image the network mapped to nothing) score cosine 0 with anything: said, and optionally left out.
+    zero = zero_norm(features.data) & np.array([k not in features.missing for k in features.keys], dtype=bool)
+    zero_names = [k for k, z in zip(features.keys, zero) if z]
+    on_zero = complete & (np.isin(rows1, np.flatnonzero(zero)) | np.isin(rows2, np.flatnonzero(zero)))
+    keep = complete & ~on_zero if exclude_zero_rows else complete
+    if zero_names:
+        if exclude_zero_rows:
+            log("excluded %d of %d pairs with an image whose feature is zero (%d of %d feature rows have norm 0)%s"
+                % (on_zero.sum(), len(pairs), len(zero_names), len(features.keys),
+                   ":\n" + "\n".join(_pair_line(p) for p, z in zip(pairs, on_zero) if z) if on_zero.any() else ""))
+        else:
+            shown = zero_names[:ZERO_ROWS_SHOWN]
+            more = len(zero_names) - len(shown)
+            log("%d of %d feature rows have norm 0, used by %d pairs, %s (leave those pairs out with "
+                "--exclude-zero-rows, or 'exclude_zero_rows', true in lfw_eval):\n%s"
+                % (len(zero_names), len(features.keys), on_zero.sum(), _zero_scoring(pca),
+                   "\n".join("  " + k for k in shown) + ("\n  ... and %d more" % more if more else "")))
+
+    used = [p for p, ok in zip(pairs, keep) if ok]
+    rows1, rows2 = rows1[keep], rows2[keep]
     folds = np.array([p.fold for p in used], dtype=np.int64)
     is_same = np.array([p.is_same for p in used], dtype=bool)
     if pca:
@@ -362,9 +404,17 @@ def verify(features, pairs, pca=0, exclude_missing=False, log=print):
     else:
         scores = cosine_scores(features.data[rows1], features.data[rows2])
     results = evaluate(scores, is_same, folds, n_folds)
-    results.update(n_listed=len(pairs), n_excluded=len(lost), excluded=[[p.key1, p.key2] for p in lost],
-                   pca_dim=int(pca or 0))
+    excluded = [p for p, ok in zip(pairs, keep) if not ok]
+    results.update(n_listed=len(pairs), n_excluded=len(excluded), excluded=[[p.key1, p.key2] for p in excluded],
+                   pca_dim=int(pca or 0),
+                   zero_rows={"count": len(zero_names), "names": zero_names, "n_pairs": int(on_zero.sum()),
+                              "n_excluded": int(on_zero.sum()) if exclude_zero_rows else 0})
     return results
+
+
+def _zero_scoring(pca):
+    """What becomes of the pairs of a zero row that are kept."""
+    return "scored after PCA" if pca else "scored as cosine 0"
 
 
 def _num(x, spec):
@@ -384,6 +434,11 @@ def format_table(results):
         % (r.get("pairs", "-"), r.get("pair_format", "-"), r.get("n_listed", r["n_pairs"]), r["n_pairs"],
            r["n_matched"], r["n_mismatched"], r.get("n_excluded", 0), r["n_folds"]),
     ]
+    zero = r.get("zero_rows") or {"count": 0}
+    if zero["count"]:
+        fate = "excluded" if zero["n_excluded"] else "kept, " + _zero_scoring(r.get("pca_dim", 0))
+        lines.append("  zero rows %d (feature rows of norm 0), used by %d pairs%s"
+                     % (zero["count"], zero["n_pairs"], ": " + fate if zero["n_pairs"] else ""))
     if r.get("pca_dim", 0):
         lines += ["  score     cosine after PCA to %d dims, fitted on the other folds' images for each fold"
                   % r["pca_dim"],
@@ -536,14 +591,16 @@ def default_pairs_path(features_path):
     raise FileNotFoundError(f"neither pairs.txt nor pair.label beside {features_path!r}; pass the pair file")
 
 
-def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, exclude_missing=False, log=print):
+def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, exclude_missing=False,
+        exclude_zero_rows=False, log=print):
     """Load, verify, print the table, write JSON + ROC PNG into ``out_dir``: what ``lfw_eval.m`` does."""
     if not pairs_path:
         pairs_path = default_pairs_path(features_path)
     features = load_features(features_path)
     pairs, pair_format = lfw.read_pairs_with_format(pairs_path)
     results = {"features": features_path, "pairs": pairs_path, "pair_format": pair_format}
-    results.update(verify(features, pairs, pca=pca, exclude_missing=exclude_missing, log=log))
+    results.update(verify(features, pairs, pca=pca, exclude_missing=exclude_missing,
+                          exclude_zero_rows=exclude_zero_rows, log=log))
     log(format_table(results))
     json_path, png_path = write_results(results, out_dir)
     save_model_threshold(features.model, results, log)
@@ -565,9 +622,13 @@ def _verification(argv):
                         help="PCA to DIM dims fitted on the training folds of each fold (default: none)")
     parser.add_argument("--exclude-missing", action="store_true",
                         help="leave out (and list) pairs with an image that has no feature instead of failing")
+    parser.add_argument("--exclude-zero-rows", action="store_true",
+                        help="leave out (and list) pairs with an image whose feature is all zero (norm 0) instead "
+                             "of scoring them as cosine 0")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    run(args.features, args.pairs, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
+    run(args.features, args.pairs, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing,
+        exclude_zero_rows=args.exclude_zero_rows)
     return 0
 
 

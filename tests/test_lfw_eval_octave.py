@@ -21,7 +21,7 @@ README = MATLAB_DIR.parent / "README.md"
 # How this project runs octave-cli (the README, the demo, the tests): --no-history, or Octave 7 writes the command
 # history at exit and, where ~/.local/share is missing, ends every run with an error line (see the last tests).
 OCTAVE_ARGS = ("--no-gui", "--no-init-file", "--no-history")
-TEXT_KEYS = ("features", "pairs", "pair_format", "excluded")
+TEXT_KEYS = ("features", "pairs", "pair_format", "excluded", "zero_rows")
 N_PEOPLE, PER_PERSON, DIM = 45, 8, 256
 
 
@@ -39,12 +39,14 @@ def run_octave(octave_cli, cwd, calls, check=True, env=None):
     return proc
 
 
-def lfw_eval_call(*args, pca=0, exclude_missing=False):
+def lfw_eval_call(*args, pca=0, exclude_missing=False, exclude_zero_rows=False):
     parts = [matlab_string(a) for a in args]
     if pca:
         parts += ["'pca'", str(pca)]
     if exclude_missing:
         parts += ["'exclude_missing'", "true"]
+    if exclude_zero_rows:
+        parts += ["'exclude_zero_rows'", "true"]
     return "lfw_eval(%s);" % ", ".join(parts)
 
 
@@ -210,6 +212,39 @@ def test_exclude_missing(octave_cli, synthetic, tmp_path):
     assert octave["n_excluded"] == len(lost) and octave["n_pairs"] == 300 - len(lost)
     assert octave["excluded"] == [[p.key1, p.key2] for p in lost]
     assert sum(octave["fold_n_pairs"]) == 300 - len(lost)
+
+
+def test_zero_rows_reported_kept_and_excluded(octave_cli, synthetic, tmp_path):
+    # 12 zero rows (more than the 10 names printed), one of them a key the extractor listed as missing
+    keys, data, pairs = synthetic["keys"], synthetic["data"].copy(), synthetic["pairs"]
+    zero = [key(p, 3) for p in range(0, 44, 4)] + [key(7, 5)]
+    data[[keys.index(k) for k in zero]] = 0
+    save_features(tmp_path / "feats.mat", keys, data, missing=[key(7, 5)])
+    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    zero_keys = set(zero[:-1])
+    lost = [p for p in pairs if key(7, 5) in (p.key1, p.key2)]
+    on_zero = [p for p in pairs if {p.key1, p.key2} & zero_keys and p not in lost]
+    assert len(on_zero) >= 10 and len({p.fold for p in on_zero}) >= 5
+
+    python, octave, proc = compare(octave_cli, tmp_path, "feats.mat", "pairs.txt", exclude_missing=True)
+    names = [k for k in keys if k in zero_keys]
+    assert octave["zero_rows"] == {"count": 11, "names": names, "n_pairs": len(on_zero), "n_excluded": 0}
+    assert octave["n_pairs"] == 300 - len(lost)
+    assert ("11 of 360 feature rows have norm 0, used by %d pairs, scored as cosine 0 (leave those pairs out with "
+            "--exclude-zero-rows, or 'exclude_zero_rows', true in lfw_eval):\n" % len(on_zero)
+            + "".join("  %s\n" % k for k in names[:10]) + "  ... and 1 more\n") in proc.stdout
+    assert "  zero rows 11 (feature rows of norm 0), used by %d pairs: kept, scored as cosine 0\n" % len(on_zero) \
+        in proc.stdout
+
+    python, octave, proc = compare(octave_cli, tmp_path, "feats.mat", "pairs.txt", exclude_missing=True,
+                                   exclude_zero_rows=True)
+    assert octave["zero_rows"]["n_excluded"] == len(on_zero)
+    assert octave["n_excluded"] == len(lost) + len(on_zero) and octave["n_pairs"] == 300 - len(lost) - len(on_zero)
+    assert octave["excluded"] == [[p.key1, p.key2] for p in pairs if p in lost or p in on_zero]
+    assert ("excluded %d of 300 pairs with an image whose feature is zero (11 of 360 feature rows have norm 0):\n"
+            % len(on_zero)) in proc.stdout
+    # and under PCA, where zero rows are centred like any other
+    compare(octave_cli, tmp_path, "feats.mat", "pairs.txt", pca=16, exclude_missing=True)
 
 
 def test_real_pair_files(octave_cli, shared_data, tmp_path):

@@ -316,3 +316,104 @@ def test_cli_missing_and_exclude(tmp_path, capsys):
     assert "PCA to 4 dims" in captured.out
     saved = v.read_results_json(tmp_path / "out" / "lfw_results.json")
     assert saved["n_excluded"] == n_lost and saved["pca_dim"] == 4 and saved["pair_format"] == "pair.label"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# features that are not features, zero rows, files that cannot be read, thresholds that are not numbers
+
+ZERO_KEYS = ["Person_02/Person_02_0003.jpg", "Person_05/Person_05_0001.jpg", "Person_09/Person_09_0004.jpg"]
+
+
+def with_zero_rows(features):
+    index = features.index()
+    for k in ZERO_KEYS:
+        features.data[index[k]] = 0
+    return features
+
+
+def test_all_zero_or_constant_features_are_refused(tmp_path, capsys):
+    features, pairs = make_features(), make_pairs()
+    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    for name, data in (("zero.mat", np.zeros((48, 16))), ("same.mat", np.tile(features.data[:1], (48, 1)))):
+        save_mat(tmp_path / name, v.Features(data.astype(np.float32), features.keys))
+        out = tmp_path / ("out_" + name)
+        assert v.main(["--features", str(tmp_path / name), "--out-dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        what = "zero" if name == "zero.mat" else "the same"
+        assert err == f"error: {tmp_path / name}: all 48 rows of 'data' are {what}: these are not features " \
+                      f"(every pair would score the same)\n"
+        assert not out.exists()  # no table, no 50% / AUC 0.5 / threshold -inf
+    # one row that differs is enough to be features (its pairs can be told apart)
+    data = np.zeros((48, 16), np.float32)
+    data[7, 0] = 1
+    save_mat(tmp_path / "one.mat", v.Features(data, features.keys))
+    assert v.load_features(tmp_path / "one.mat").data.shape == (48, 16)
+
+
+def test_zero_rows_are_reported_and_their_pairs_scored_as_before():
+    features, pairs = with_zero_rows(make_features()), make_pairs()
+    features.missing = frozenset({"Person_11/Person_11_0001.jpg"})
+    features.data[features.index()["Person_11/Person_11_0001.jpg"]] = 0  # missing, not a zero row
+    pairs = [p for p in pairs if "Person_11/Person_11_0001.jpg" not in (p.key1, p.key2)]
+    on_zero = [p for p in pairs if {p.key1, p.key2} & set(ZERO_KEYS)]
+    assert len(on_zero) >= 3
+    printed = []
+    r = v.verify(features, pairs, log=printed.append)
+    assert printed == [f"3 of 48 feature rows have norm 0, used by {len(on_zero)} pairs, scored as cosine 0 (leave "
+                       "those pairs out with --exclude-zero-rows, or 'exclude_zero_rows', true in lfw_eval):\n"
+                       + "\n".join("  " + k for k in ZERO_KEYS)]
+    assert r["zero_rows"] == {"count": 3, "names": ZERO_KEYS, "n_pairs": len(on_zero), "n_excluded": 0}
+    assert r["n_excluded"] == 0 and r["n_pairs"] == len(pairs)
+    index = features.index()
+    scores = v.cosine_scores(features.data[[index[p.key1] for p in pairs]], features.data[[index[p.key2] for p in pairs]])
+    expected = v.evaluate(scores, [p.is_same for p in pairs], [p.fold for p in pairs])
+    assert {k: r[k] for k in expected} == expected  # the figures as before: those pairs score 0
+    assert ("  zero rows 3 (feature rows of norm 0), used by %d pairs: kept, scored as cosine 0" % len(on_zero)
+            in v.format_table(r).splitlines())
+
+
+def test_exclude_zero_rows_drops_their_pairs_like_missing_ones():
+    features, pairs = with_zero_rows(make_features()), make_pairs()
+    pairs[4] = Pair("Nobody/Nobody_0001.jpg", pairs[4].key2, False, 0)  # a missing image too
+    on_zero = [p for p in pairs if {p.key1, p.key2} & set(ZERO_KEYS)]
+    printed = []
+    r = v.verify(features, pairs, exclude_missing=True, exclude_zero_rows=True, log=printed.append)
+    assert printed[1].splitlines() == [
+        "excluded %d of 60 pairs with an image whose feature is zero (3 of 48 feature rows have norm 0):"
+        % len(on_zero)] + ["  fold %2d  %-4s  %s  %s" % (p.fold + 1, "same" if p.is_same else "diff", p.key1, p.key2)
+                           for p in on_zero]
+    dropped = [p for p in pairs if p in on_zero or p is pairs[4]]
+    assert r["zero_rows"] == {"count": 3, "names": ZERO_KEYS, "n_pairs": len(on_zero), "n_excluded": len(on_zero)}
+    assert (r["n_listed"], r["n_excluded"], r["n_pairs"]) == (60, len(dropped), 60 - len(dropped))
+    assert r["excluded"] == [[p.key1, p.key2] for p in dropped]  # in the pair file's order
+    kept = [p for p in pairs if p not in dropped]
+    assert r["fold_n_pairs"] == [sum(p.fold == k for p in kept) for k in range(10)]  # they keep their folds
+    index = features.index()
+    scores = v.cosine_scores(features.data[[index[p.key1] for p in kept]], features.data[[index[p.key2] for p in kept]])
+    expected = v.evaluate(scores, [p.is_same for p in kept], [p.fold for p in kept])
+    assert {k: r[k] for k in expected} == expected
+    table = v.format_table(r)
+    assert "%d excluded" % len(dropped) in table
+    assert "  zero rows 3 (feature rows of norm 0), used by %d pairs: excluded" % len(on_zero) in table.splitlines()
+
+
+def test_cli_zero_rows_in_the_json_and_the_option(tmp_path, capsys):
+    features = make_features()
+    features.data[:12] = 0  # more than are printed
+    pairs = make_pairs()
+    save_mat(tmp_path / "f.mat", features)
+    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    assert v.main(["--features", str(tmp_path / "f.mat"), "--out-dir", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("12 of 48 feature rows have norm 0")
+    assert "\n  Person_02/Person_02_0002.jpg\n  ... and 2 more\nLFW verification\n" in out  # 10 shown
+    saved = json.loads((tmp_path / "a" / "lfw_results.json").read_text())
+    assert saved["zero_rows"]["names"] == features.keys[:12] and saved["zero_rows"]["n_excluded"] == 0
+    n_zero = saved["zero_rows"]["n_pairs"]
+    assert n_zero > 0 and saved["n_pairs"] == 60
+    assert v.main(["--features", str(tmp_path / "f.mat"), "--out-dir", str(tmp_path / "b"),
+                   "--exclude-zero-rows"]) == 0
+    assert "excluded %d of 60 pairs with an image whose feature is zero" % n_zero in capsys.readouterr().out
+    saved = v.read_results_json(tmp_path / "b" / "lfw_results.json")
+    assert saved["n_pairs"] == 60 - n_zero and saved["n_excluded"] == n_zero
+    assert saved["zero_rows"]["n_excluded"] == n_zero

@@ -6,6 +6,16 @@ function text = lfw_format_table(r)
     sprintf('  pairs     %s [%s]: %d listed, %d used (%d matched, %d mismatched), %d excluded, %d folds', ...
             r.pairs, r.pair_format, r.n_listed, r.n_pairs, r.n_matched, r.n_mismatched, r.n_excluded, r.n_folds)
   };
+  if isfield(r, 'zero_rows') && r.zero_rows.count > 0
+    fate = '';
+    if r.zero_rows.n_excluded > 0
+      fate = ': excluded';
+    elseif r.zero_rows.n_pairs > 0
+      fate = [': kept, ', lfw_zero_scoring(r.pca_dim)];
+    end
+    lines{end + 1} = sprintf('  zero rows %d (feature rows of norm 0), used by %d pairs%s', r.zero_rows.count, ...
+                             r.zero_rows.n_pairs, fate);
+  end
   if r.pca_dim > 0
     lines{end + 1} = sprintf(['  score     cosine after PCA to %d dims, fitted on the other folds'' images ' ...
                               'for each fold'], r.pca_dim);

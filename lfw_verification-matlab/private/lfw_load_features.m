@@ -26,6 +26,15 @@ function feats = lfw_load_features(path)
   if ~all(isfinite(data(:)))
     error('lfw_eval:features', '%s: ''data'' holds non-finite values', path);
   end
+  % Every pair would get the same score: no figure would mean anything (all zero gave 50%, AUC 0.5, threshold -Inf).
+  if size(data, 1) > 0 && all(sum(data .* data, 2) == 0)
+    error('lfw_eval:features', ['%s: all %d rows of ''data'' are zero: these are not features (every pair ' ...
+          'would score the same)'], path, size(data, 1));
+  end
+  if size(data, 1) > 1 && all(all(bsxfun(@eq, data, data(1, :))))
+    error('lfw_eval:features', ['%s: all %d rows of ''data'' are the same: these are not features (every ' ...
+          'pair would score the same)'], path, size(data, 1));
+  end
   missing = cell(0, 1);
   if isfield(s, 'missing')
     missing = lfw_image_key(lfw_cell_strings(s.missing), path);
