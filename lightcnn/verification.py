@@ -10,7 +10,8 @@ Inputs
 The features file is what the extractor writes (scipy ``savemat`` v5, or ``.npz`` with the same keys): ``data``
 (N x D, a row per image), ``label`` (N x 1 cell of ``Name/Name_NNNN.jpg``; any leading path prefix is dropped)
 and optionally ``missing`` (cell of keys that had no image). A file whose rows are all zero, or all the same, is
-refused: those are not features (every pair would score the same). The pair file is any format
+refused: those are not features (every pair would score the same). A MATLAB ``-v7.3`` (HDF5) ``.mat`` is refused
+with how to save it as ``-v7``; a damaged file is one line naming it. The pair file is any format
 :func:`lightcnn.lfw.read_pairs` detects; its folds are used as they are. Without ``--pairs``, ``pairs.txt`` and
 then ``pair.label`` are looked for beside the features file.
 
@@ -128,6 +129,22 @@ def _strings(value):
     return out
 
 
+def _load_mat(path):
+    """scipy's loadmat, its errors made one line naming the file."""
+    import scipy.io
+    try:
+        return scipy.io.loadmat(path)
+    except NotImplementedError:  # scipy reads MAT versions 4 to 7.2; -v7.3 is HDF5
+        raise ValueError(f"{path}: a MATLAB -v7.3 (HDF5) file, which this evaluator cannot read: save it as -v7 "
+                         f"(in MATLAB: s = load(FILE); save(FILE, '-struct', 's', '-v7'))") from None
+    except OSError as error:
+        if error.errno is not None:  # no such file, permission, a folder: cli names the file already
+            raise
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({error})") from None
+    except Exception as error:  # a damaged file raises many kinds: ValueError, TypeError, zlib.error, MatReadError
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({type(error).__name__}: {error})") from None
+
+
 def zero_norm(data):
     """Rows whose norm is 0, computed as :func:`cosine_scores` computes it (they score cosine 0)."""
     x = np.asarray(data, dtype=np.float64)
@@ -137,11 +154,17 @@ def zero_norm(data):
 def load_features(path):
     """Read an extractor's ``.mat`` (or ``.npz``): ``data`` N x D, ``label`` N keys, optional ``missing``."""
     if str(path).endswith(".npz"):
-        with np.load(path, allow_pickle=False) as f:
-            content = {k: f[k] for k in f.files}
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                content = {k: f[k] for k in f.files}
+        except OSError as error:
+            if error.errno is not None:
+                raise
+            raise ValueError(f"{path}: not a readable .npz file ({error})") from None
+        except Exception as error:  # not a zip (numpy then tries a pickle), a damaged zip, a damaged array
+            raise ValueError(f"{path}: not a readable .npz file ({type(error).__name__}: {error})") from None
     else:
-        import scipy.io
-        content = scipy.io.loadmat(path)
+        content = _load_mat(path)
     for name in ("data", "label"):
         if name not in content:
             raise ValueError(f"{path}: no '{name}' variable (expected 'data' N x D and 'label' N x 1 cell)")

@@ -12,7 +12,7 @@ import scipy.io
 from lightcnn import lfw, verification as v
 from lightcnn.lfw import Pair
 
-from helpers.lfw_files import write_image_list, write_pair_label
+from helpers.lfw_files import write_image_list, write_pair_label, write_v73_mat
 
 pytestmark = pytest.mark.octave
 
@@ -245,6 +245,33 @@ def test_zero_rows_reported_kept_and_excluded(octave_cli, synthetic, tmp_path):
             % len(on_zero)) in proc.stdout
     # and under PCA, where zero rows are centred like any other
     compare(octave_cli, tmp_path, "feats.mat", "pairs.txt", pca=16, exclude_missing=True)
+
+
+def test_unreadable_or_degenerate_feature_files_are_named(octave_cli, synthetic, tmp_path):
+    keys, data = synthetic["keys"], synthetic["data"]
+    write_v73_mat(tmp_path / "v73.mat")
+    (tmp_path / "garbage.mat").write_bytes(np.random.default_rng(5).bytes(4096))
+    whole = (synthetic["folder"] / "LFW_features.mat").read_bytes()
+    (tmp_path / "cut.mat").write_bytes(whole[:len(whole) // 2])
+    save_features(tmp_path / "zero.mat", keys, np.zeros_like(data))
+    save_features(tmp_path / "same.mat", keys, np.tile(data[:1], (len(keys), 1)))
+    expected = {"v73.mat": "v73.mat: a MATLAB -v7.3 (HDF5) file, which Octave cannot read: save it as -v7 (in "
+                           "MATLAB: s = load(FILE); save(FILE, '-struct', 's', '-v7'))",
+                "garbage.mat": "garbage.mat: not a readable MATLAB .mat file (load: ",
+                "cut.mat": "cut.mat: not a readable MATLAB .mat file (load: ",
+                "zero.mat": "zero.mat: all 360 rows of 'data' are zero: these are not features (every pair would "
+                            "score the same)",
+                "same.mat": "same.mat: all 360 rows of 'data' are the same: these are not features (every pair "
+                            "would score the same)"}
+    calls = ["try\n lfw_eval(%s, %s, 'out'); disp('accepted');\ncatch err\n disp(err.message);\nend\n"
+             % (matlab_string(name), matlab_string(synthetic["folder"] / "pairs.txt")) for name in expected]
+    proc = run_octave(octave_cli, tmp_path, calls)
+    assert "HDF5" not in proc.stderr  # the HDF5 library's pages of diagnostics, before the pre-check
+    messages = proc.stdout.strip().split("\n")
+    assert len(messages) == len(expected), proc.stdout
+    for message, start in zip(messages, expected.values()):
+        assert message.startswith(start), message
+    assert not (tmp_path / "out").exists()
 
 
 def test_real_pair_files(octave_cli, shared_data, tmp_path):

@@ -9,7 +9,7 @@ import scipy.io
 from lightcnn import lfw, verification as v
 from lightcnn.lfw import Pair
 
-from helpers.lfw_files import write_pair_label
+from helpers.lfw_files import write_pair_label, write_v73_mat
 
 
 def ten_folds(pos_scores, neg_scores):
@@ -417,3 +417,26 @@ def test_cli_zero_rows_in_the_json_and_the_option(tmp_path, capsys):
     saved = v.read_results_json(tmp_path / "b" / "lfw_results.json")
     assert saved["n_pairs"] == 60 - n_zero and saved["n_excluded"] == n_zero
     assert saved["zero_rows"]["n_excluded"] == n_zero
+
+
+def test_unreadable_feature_files_are_named_in_one_line(tmp_path, capsys):
+    lfw.write_pairs_txt(make_pairs(), tmp_path / "pairs.txt")
+    write_v73_mat(tmp_path / "v73.mat")
+    (tmp_path / "garbage.mat").write_bytes(np.random.default_rng(5).bytes(4096))
+    save_mat(tmp_path / "whole.mat", make_features())
+    (tmp_path / "cut.mat").write_bytes((tmp_path / "whole.mat").read_bytes()[:300])
+    (tmp_path / "empty.mat").write_bytes(b"")
+    (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
+    expected = {"v73.mat": "a MATLAB -v7.3 (HDF5) file, which this evaluator cannot read: save it as -v7 (in MATLAB: "
+                           "s = load(FILE); save(FILE, '-struct', 's', '-v7'))",
+                "garbage.mat": "not a readable MATLAB .mat file (ValueError: Unknown mat file type, version ",
+                "cut.mat": "not a readable MATLAB .mat file (",
+                "empty.mat": "not a readable MATLAB .mat file (MatReadError: ",
+                "garbage.npz": "not a readable .npz file ("}
+    for name, message in expected.items():
+        path = tmp_path / name
+        assert v.main(["--features", str(path), "--pairs", str(tmp_path / "pairs.txt"),
+                       "--out-dir", str(tmp_path / "out")]) == 2, name
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()

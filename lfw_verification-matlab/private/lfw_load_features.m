@@ -4,7 +4,16 @@ function feats = lfw_load_features(path)
   if exist(path, 'file') ~= 2
     error('lfw_eval:features', 'features file ''%s'' not found', path);
   end
-  s = load(path);
+  % MATLAB reads its own -v7.3 (HDF5); Octave does not, and its HDF5 library would print pages before failing.
+  if exist('OCTAVE_VERSION', 'builtin') ~= 0 && lfw_is_v73(path)
+    error('lfw_eval:features', ['%s: a MATLAB -v7.3 (HDF5) file, which Octave cannot read: save it as -v7 ' ...
+          '(in MATLAB: s = load(FILE); save(FILE, ''-struct'', ''s'', ''-v7''))'], path);
+  end
+  try
+    s = load(path);
+  catch err
+    error('lfw_eval:features', '%s: not a readable MATLAB .mat file (%s)', path, err.message);
+  end
   if ~isfield(s, 'data') || ~isfield(s, 'label')
     error('lfw_eval:features', '%s: needs ''data'' (N x D) and ''label'' (N x 1 cell)', path);
   end
