@@ -78,7 +78,8 @@ show; points at FAR 0 are drawn on that edge) to 1. lfw_eval.m draws the same ax
 When the features file names the checkpoint that made it (the extractor writes ``model_prefix``, ``model_epoch``
 and ``model_params_sha256``), the best threshold on all pairs is also saved beside that checkpoint
 (``PREFIX-NNNN-threshold.json``, :func:`save_model_threshold`): ``python -m lightcnn.verify`` uses it when no
-threshold is given. Only the Python evaluator saves it, and not for PCA scores (verify compares plain cosines).
+threshold is given. Only the Python evaluator saves it, and not for PCA scores (verify compares plain cosines),
+nor when it is not finite (+-inf: no threshold separates the pairs better than calling them all the same).
 """
 import argparse
 import dataclasses
@@ -558,6 +559,10 @@ def save_model_threshold(model, results, log=print):
     if not model:
         return None
     where = f"{model['prefix']} epoch {model['epoch']}"
+    if not np.isfinite(results["best_threshold"]):  # +-inf: no cut beats calling every pair the same
+        log(f"threshold not saved beside {where}: the best threshold on all pairs is "
+            f"{_num(results['best_threshold'], '%.6f')} (no threshold separates these pairs better than none)")
+        return None
     if results.get("pca_dim"):
         log(f"threshold not saved beside {where}: PCA scores are not the plain cosine lightcnn.verify compares")
         return None
@@ -594,13 +599,14 @@ def load_model_threshold(prefix, epoch, params_sha256=None):
         return None, f"no LFW evaluation of this checkpoint has saved a threshold ({path} does not exist)"
     try:
         record = read_results_json(path)
-        float(record["threshold"])
+        threshold = record["threshold"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return None, f"{path} cannot be read ({error})"
+    # NaN says "different" to every pair and +-inf one answer to all: not a threshold, whoever wrote it
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not np.isfinite(threshold):
+        return None, f"{path} holds no usable threshold ({threshold!r} is not a finite number)"
     if params_sha256 and record.get("params_sha256") and record["params_sha256"] != params_sha256:
         return None, f"{path} was saved for weights that have been replaced since (sha256 differs)"
-    if not np.isfinite(record["threshold"]):
-        return None, f"{path} holds no usable threshold ({record['threshold']}: its pairs could not be separated)"
     return record, None
 
 

@@ -48,11 +48,20 @@ def cosine(a, b):
     return float(a @ b / norm) if norm > 0 else 0.0
 
 
+def given_threshold(value):
+    """``--threshold`` as a float; ValueError unless finite (NaN says "different" to every pair, +-inf one answer
+    to all)."""
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"--threshold: must be a finite number, got {value}")
+    return value
+
+
 def resolve_threshold(given, prefix, sidecar):
     """``(threshold, where it comes from)``: the given one, or the one saved by the LFW evaluation of this
     checkpoint; ValueError saying what to do when there is neither."""
     if given is not None:
-        return float(given), "given with --threshold"
+        return given_threshold(given), "given with --threshold"
     record, why = verification.load_model_threshold(prefix, sidecar.epoch, sidecar.checksums.get("params"))
     if record is None:
         raise ValueError(f"no threshold: {why}. Pass --threshold T, or evaluate this checkpoint on LFW pairs first "
@@ -102,6 +111,8 @@ def _verify(argv):
 
     if args.save_pair and not args.save_pair.lower().endswith(".png"):
         raise ValueError(f"--save-pair writes a PNG; give a name ending in .png, got {args.save_pair}")
+    if args.threshold is not None:
+        given_threshold(args.threshold)  # refused before the checkpoint loads
     ctx = contexts_from_gpus(args.gpus)[:1]
     for path in args.photos:
         if not os.path.isfile(path):

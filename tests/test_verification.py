@@ -1,6 +1,7 @@
 """The LFW protocol in Python against hand-computed cases (definitions in lightcnn/verification.py)."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -440,3 +441,44 @@ def test_unreadable_feature_files_are_named_in_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.startswith(f"error: {path}: {message}") and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_non_finite_threshold_is_never_saved(tmp_path, monkeypatch):
+    import types
+    from lightcnn import checkpoint
+    # the checkpoint's sidecar as save_model_threshold reads it (only its weights' checksum)
+    monkeypatch.setattr(checkpoint, "read_sidecar",
+                        lambda prefix, epoch: types.SimpleNamespace(checksums={"params": "a" * 64}))
+    model = {"prefix": str(tmp_path / "m"), "epoch": 3, "params_sha256": "a" * 64}
+    saved = v.threshold_path(model["prefix"], 3)
+    results = v.verify(make_features(), make_pairs())
+    assert v.save_model_threshold(model, results, log=lambda text: None) == saved  # a finite one is saved
+    assert v.load_model_threshold(model["prefix"], 3)[0]["threshold"] == results["best_threshold"]
+    os.remove(saved)
+    # -inf: every pair "same" is as good as any cut (what all-zero features gave); +inf: every pair "different"
+    for threshold, spelled in ((-math.inf, "-inf"), (math.inf, "inf")):
+        printed = []
+        assert v.save_model_threshold(model, dict(results, best_threshold=threshold), log=printed.append) is None
+        assert printed == [f"threshold not saved beside {model['prefix']} epoch 3: the best threshold on all pairs "
+                           f"is {spelled} (no threshold separates these pairs better than none)"]
+        assert not os.path.exists(saved)
+
+
+@pytest.mark.parametrize("text", ['"NaN"', '"Infinity"', '"-Infinity"', "NaN", "1e999", '"0.5"', "true", "null"])
+def test_a_saved_threshold_that_is_not_a_finite_number_is_not_used(tmp_path, text):
+    path = tmp_path / "m-0003-threshold.json"
+    path.write_text('{"threshold": %s, "n_pairs": 10, "best_accuracy": 0.9, "accuracy_mean": 0.9}' % text)
+    record, why = v.load_model_threshold(str(tmp_path / "m"), 3)
+    assert record is None and why.startswith(f"{path} holds no usable threshold (") and "not a finite number" in why
+
+
+@pytest.mark.parametrize("flag", ["nan", "inf", "=-inf", "1e999"])
+def test_verify_refuses_a_non_finite_threshold(tmp_path, capsys, flag):
+    from lightcnn import verify
+    argv = ["a.jpg", "b.jpg", "--model-prefix", str(tmp_path / "m")]
+    argv += ["--threshold" + flag] if flag.startswith("=") else ["--threshold", flag]
+    assert verify.main(argv) == 2  # before the photos or the checkpoint are looked at
+    value = {"nan": "nan", "=-inf": "-inf"}.get(flag, "inf")
+    assert capsys.readouterr().err == f"error: --threshold: must be a finite number, got {value}\n"
+    with pytest.raises(ValueError, match="--threshold: must be a finite number"):
+        verify.resolve_threshold(float(flag.lstrip("=")), None, None)
