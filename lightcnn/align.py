@@ -598,6 +598,8 @@ def align_bytes(aligner, data):
     gray, colour = images.decode_gray(data)
     if gray is None:
         return AlignResult(None, "cannot decode: corrupt, truncated or not a supported image")
+    if images.too_small(gray):  # no face to find in a thumbnail, whatever the detector's --min-size
+        return AlignResult(None, images.too_small(gray))
     image = gray
     if colour:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)

@@ -16,10 +16,11 @@ Throughput. MXNet runs a forward pass asynchronously, and OpenCV releases the GI
 a small thread pool decodes the next batches while the current one computes: the main thread pushes batch k+1 to
 the engine before it waits for the result of batch k, and the engine never waits for JPEG decoding.
 
-Images that are missing or cannot be decoded are an error that lists every one of them (all images are still
-decoded to find them all, without running the network once one is known). With ``skip_missing`` they are listed
-in the log, returned as ``missing`` and stored in the ``.mat`` as the cell ``missing`` (with no row in ``data``),
-which ``lfw_eval.m`` and ``lightcnn.verification`` read.
+Images that are missing, cannot be decoded or are too small to be a face (``lightcnn.images.MIN_FACE_SIZE``, 32 px
+on the short side) are an error that lists every one of them (all images are still decoded to find them all,
+without running the network once one is known). With ``skip_missing`` they are listed in the log, returned as
+``missing`` and stored in the ``.mat`` as the cell ``missing`` (with no row in ``data``), which ``lfw_eval.m`` and
+``lightcnn.verification`` read.
 
 Precision (the command line's ``--dtype bfloat16`` and ``--quantize int8``, :func:`~lightcnn.embedding.
 low_precision_embedding`): the float32 checkpoint is converted on loading, to bfloat16 arithmetic (CPUs with
@@ -47,8 +48,8 @@ from mxnet import gluon
 from lightcnn import align as aligning, checkpoint, cli, files, lfw, precision, quantize
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
-from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, Preprocess, eval_input, is_image_file,
-                             load_gray)
+from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, ImageTooSmallError, Preprocess, eval_input,
+                             is_image_file, load_gray)
 from lightcnn.model import EMBEDDING_SIZE
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ def _decode_batch(paths, indices, preprocess, aligners=None):
             good.append(i)
         except FileNotFoundError:
             failed[i] = "not found"
+        except ImageTooSmallError as e:
+            failed[i] = f"unreadable ({e.reason})"
         except (OSError, ValueError, cv2.error) as e:
             failed[i] = f"unreadable ({str(e).strip()})"
     data = np.stack(rows) if rows else np.empty((0,) + preprocess.data_shape, np.float32)

@@ -12,6 +12,9 @@ see faces the same way:
   centre (evaluation) or a random ``crop_size`` window (training), ``crop_size`` being the model's input;
 - values are ``(pixel - mean) * scale`` in float32, ``mean`` in pixel units; ``mean=0, scale=1/255`` gives [0, 1]
   inputs, as in the authors' PyTorch recipe.
+- an image smaller than :data:`MIN_FACE_SIZE` (32 px) on its short side is not taken as a face: the dataset
+  builder skips it and lists it with the reason, the extractor and ``lightcnn.verify`` refuse it
+  (:func:`check_face_size`).
 
 A checkpoint's sidecar records the :class:`Preprocess` its network was trained with, so extraction repeats it.
 This module imports neither MXNet nor MediaPipe: alignment workers and tools use it alone.
@@ -27,6 +30,11 @@ import numpy as np
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
 STORED_SIZE = 144  # the recipe packs 144x144 faces and crops the model's 128x128 input from them
 CROP_SIZE = 128  # lightcnn.model.INPUT_SHAPE[1] (not imported: that would import MXNet; a test checks they agree)
+# The smallest image taken as a face, on its short side. A thumbnail, an icon or a 1x1 placeholder holds too few
+# pixels to tell one person from another, yet enlarged to 144x144 (a flat gray square, for 1x1) it would get a
+# feature like any face and be packed, extracted or compared without a word. 32 px is a quarter of the network's
+# 128 px input: a smaller face would be enlarged more than four times.
+MIN_FACE_SIZE = 32
 
 # How a face that is not square becomes square. "crop" keeps the proportions and the face's centre (what a user of
 # Resize + CenterCrop expects); "pad" keeps the whole image, with black bars; "stretch" distorts it (what every
@@ -275,8 +283,33 @@ def read_image_file(path):
         return f.read()
 
 
+class ImageTooSmallError(ValueError):
+    """An image smaller than :data:`MIN_FACE_SIZE` on its short side; ``reason`` is the message without the name."""
+
+    def __init__(self, name, reason):
+        super().__init__(f"{name}: {reason}")
+        self.reason = reason
+
+
+def too_small(img):
+    """Why a decoded image is too small to be a face (:data:`MIN_FACE_SIZE`), or None."""
+    h, w = img.shape[:2]
+    if min(h, w) < MIN_FACE_SIZE:
+        return f"too small to be a face: {w}x{h} px (the short side must be at least {MIN_FACE_SIZE} px)"
+    return None
+
+
+def check_face_size(img, name):
+    """``img``, or :class:`ImageTooSmallError` naming ``name`` and its size."""
+    reason = too_small(img)
+    if reason:
+        raise ImageTooSmallError(name, reason)
+    return img
+
+
 def load_gray(path_or_bytes):
-    """An image file (path or encoded bytes) -> its uint8 gray ``(H, W)``; ValueError when it does not decode."""
+    """An image file (path or encoded bytes) -> its uint8 gray ``(H, W)``; ValueError when it does not decode,
+    :class:`ImageTooSmallError` when it is too small to be a face."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         buf, name = bytes(path_or_bytes), "<bytes>"
     else:
@@ -285,7 +318,7 @@ def load_gray(path_or_bytes):
     img, _ = decode_gray(buf)
     if img is None:
         raise ValueError(f"cannot decode image {name} (empty, corrupt or not an image)")
-    return img
+    return check_face_size(img, name)
 
 
 def eval_input(img, preprocess=Preprocess()):

@@ -24,6 +24,8 @@ Rules, decided once:
 - images are converted to gray, made square as ``--fit`` says (default: the centre square; ``pad``: black bars;
   ``stretch``: what earlier releases did) and resized to exactly ``image_size`` (``lightcnn.images.resize_square``,
   the feature extractor's function too); the summary counts the images that were not square;
+- an image smaller than ``lightcnn.images.MIN_FACE_SIZE`` (32 px) on its short side is no face: skipped, with the
+  reason;
 - ``--align``: each photo's largest face is aligned to the LightCNN template first (``lightcnn.align``, the same
   code as ``python -m lightcnn.align``); a photo without a usable face is skipped with the reason;
 - identities: those in ``--identity-list`` (labels in list order), or the ``--num-identities`` identities with the
@@ -59,6 +61,7 @@ import cv2
 from lightcnn import align as aligning, cli, files
 from lightcnn.images import (DEFAULT_FIT, FIT_WORDS, FITS, LEGACY_FIT, STORED_SIZE, TEMPLATE, Preprocess, Template,
                              decode_gray, is_image_file, read_image_file, resize_square)
+from lightcnn.images import too_small  # MIN_FACE_SIZE: an image smaller than that is skipped, not packed
 
 CLASSES_FILE = "classes.txt"  # lightcnn.data.CLASSES_FILE (not imported: MXNet is imported only to pack records)
 OUTPUT_FILES = ("train.lst", "val.lst", "train.rec", "train.idx", "val.rec", "val.idx", CLASSES_FILE,
@@ -213,6 +216,8 @@ def encode_face(data, image_size=STORED_SIZE, quality=95, fit=DEFAULT_FIT):
     img, colour = decode_gray(data)
     if img is None:
         return None, "cannot decode: corrupt, truncated or not a supported image", {}
+    if too_small(img):
+        return None, too_small(img), {}
     h, w = img.shape
     return _jpeg(resize_square(img, image_size, fit), quality, {"colour": colour, "width": w, "height": h})
 
@@ -230,7 +235,7 @@ def _encode_file(path, image_size, quality, fit, aligners=None):
     if aligners is not None:
         result = aligners.align_file(path)
         if not result.ok:
-            plain = result.reason.startswith(("not found", "cannot read", "cannot decode", "empty file"))
+            plain = result.reason.startswith(("not found", "cannot read", "cannot decode", "empty file", "too small"))
             return None, result.reason if plain else f"not aligned: {result.reason}", {}
         return _jpeg(result.image, quality, {"colour": result.colour, "note": result.note, "aligned": True})
     try:
