@@ -225,15 +225,13 @@ def save(net, trainer, prefix, sidecar):
 
 @contextlib.contextmanager
 def _writing(what, path):
-    """Turn a failed write (Python's OSError, or MXNet's C++ 'FileStream.Write incomplete') into one clear error."""
+    """Turn a failed write (Python's OSError, or MXNet's C++ 'FileStream.Write incomplete', whose cause the disk is
+    asked for) into one clear error."""
     import mxnet as mx
     try:
         yield
     except (OSError, mx.base.MXNetError) as error:
-        if isinstance(error, OSError) and error.errno:
-            reason = os.strerror(error.errno)
-        else:
-            reason = (str(error).strip().splitlines() or ["the write failed"])[0]
+        reason, _ = files.write_reason(path, error)
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
         raise CheckpointWriteError(f"cannot write {what} of {path}: {reason} ({free / 2 ** 20:.0f} MB free on its "
                                    f"device); the checkpoints saved before are intact") from None

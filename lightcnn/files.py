@@ -4,12 +4,18 @@ Every output of the project (checkpoints, features, lists, metrics, results, dat
 temporary name in its destination folder and renamed onto its final name once complete, so a process killed
 mid-write leaves the previous file, or none, but never half of one. Renamed files get the permissions any new file
 of the user gets (the umask), not the 0600 of a temporary file.
+
+A write that fails is a :class:`WriteError` naming the file the user asked for (not its temporary name) and the
+reason in words: a full disk says "No space left on device" with the space left there, also when the writer was
+MXNet's C++ code, whose own message only says "FileStream.Write incomplete".
 """
 import contextlib
+import errno
 import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 
 
@@ -49,17 +55,105 @@ def publish(temp, path):
     os.replace(temp, path)
 
 
+class WriteError(OSError):
+    """A file could not be written: ``cannot write PATH: REASON``, one line; ``errno`` is the cause's when known."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.errno = code
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def mxnet_message(error):
+    """The one line of an MXNetError that says something: its text starts with "Traceback (most recent call
+    last):" and C++ file names; the cause is the last line, after "MXNetError: " and the failed check's condition."""
+    lines = [line.strip() for line in str(error).strip().splitlines()]
+    lines = [line for line in lines if line and not line.startswith(("Traceback (most recent call last)", "File \"",
+                                                                     "[bt]", "Stack trace"))]
+    if not lines:
+        return "MXNet gave no reason"
+    last = lines[-1]
+    if last.startswith("MXNetError: "):
+        last = last[len("MXNetError: "):]
+    if last.startswith("Check failed: ") and ": " in last[len("Check failed: "):]:
+        last = last.rsplit(": ", 1)[1]  # "Check failed: <C++ condition>: <what went wrong>"
+    return last
+
+
+def _probe_errno(folder):
+    """The errno a small write in ``folder`` fails with now (None when it succeeds): why a writer that reports no
+    errno (MXNet's C++ streams) failed."""
+    try:
+        with tempfile.TemporaryFile(dir=folder) as f:
+            f.write(b"\0" * (1 << 16))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as error:
+        return error.errno
+    return None
+
+
+def write_reason(path, error):
+    """``(reason, errno or None)`` of ``error`` (an OSError, or MXNet's error) raised while writing ``path``, in
+    words: "No space left on device" also when the writer said only "FileStream.Write incomplete"."""
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    if isinstance(error, OSError) and error.errno:
+        code = error.errno
+    else:  # MXNet's C++ streams and OpenCV's imwrite lose the errno: ask the disk why
+        code = _probe_errno(folder) if os.path.isdir(folder) else None
+    if code:
+        return os.strerror(code), code
+    return (str(error) if isinstance(error, OSError) else mxnet_message(error)), None
+
+
+def write_failure(path, error):
+    """A :class:`WriteError` for ``error`` (an OSError, or MXNet's error) raised while writing ``path``: ``cannot
+    write PATH: No space left on device (0.0 MB free there)``."""
+    path = os.fspath(path)
+    reason, code = write_reason(path, error)
+    if code in _FULL:
+        try:
+            free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+            reason += f" ({free / 2 ** 20:.1f} MB free there)"
+        except OSError:
+            pass
+    if not code and reason.startswith("cannot write "):  # the writer's own words already name the file
+        return WriteError(reason)
+    return WriteError(f"cannot write {path}: {reason}", code)
+
+
+@contextlib.contextmanager
+def writing(path):
+    """Raise a failed write inside the block (an OSError, or MXNet's error) as a :class:`WriteError` naming
+    ``path``."""
+    try:
+        yield
+    except WriteError:
+        raise
+    except OSError as error:
+        raise write_failure(path, error) from None
+    except Exception as error:  # noqa: BLE001 (MXNet's error class is importable only with MXNet)
+        if type(error).__name__ != "MXNetError":
+            raise
+        raise write_failure(path, error) from None
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yield a temporary file name beside ``path`` (same extension, which some writers need); when the block
-    succeeds the file is published onto ``path``, when it fails the temporary file is removed."""
+    succeeds the file is published onto ``path``, when it fails the temporary file is removed. A failed write (of
+    the block's writer, or of the publishing) is a :class:`WriteError` naming ``path``."""
     folder, name = os.path.split(os.path.abspath(os.fspath(path)))
-    os.makedirs(folder, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1], dir=folder)
-    os.close(handle)
+    with writing(path):
+        os.makedirs(folder, exist_ok=True)
+        handle, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp" + os.path.splitext(name)[1], dir=folder)
+        os.close(handle)
     try:
-        yield temp
-        publish(temp, path)
+        with writing(path):
+            yield temp
+            publish(temp, path)
     except BaseException:
         remove_quietly(temp)
         raise

@@ -273,8 +273,8 @@ class _Validator:
                 if jpeg is None:
                     self.skipped.append({"path": rel, "reason": reason})
                     continue
-                offset = self.spool.seek(0, os.SEEK_END)
-                with _writing(self.spool.name):
+                with _writing(self.spool.name):  # the seek too: it writes out what the buffer holds
+                    offset = self.spool.seek(0, os.SEEK_END)
                     self.spool.write(jpeg)
                 valid.append((rel, offset, len(jpeg)))
                 self.colour += bool(info["colour"])
@@ -287,6 +287,8 @@ class _Validator:
                     self.enlarged += info["width"] * info["height"] < self.image_size ** 2
                     self.not_square += info["width"] != info["height"]
             self.progress.update(len(group), f", {len(self.skipped)} skipped")
+        with _writing(self.spool.name):  # now, not at the first read, which would blame the records' file
+            self.spool.flush()
         for name in names:
             self.valid.setdefault(name, [])
 
@@ -302,15 +304,15 @@ def _writing(path):
     try:
         yield
     except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        failed = error
     except Exception as error:  # noqa: BLE001 (MXNet's error class is only importable with MXNet)
         if type(error).__name__ != "MXNetError":
             raise
-        reason = (str(error).strip().splitlines() or ["the write failed"])[0]  # its C++ text does not say why
-        full = True
+        failed = error
     else:
         return
+    reason, code = files.write_reason(path, failed)  # MXNet's C++ text does not say why: the disk is asked
+    full = code in (errno.ENOSPC, errno.EDQUOT) or code is None and not isinstance(failed, OSError)
     free = ""
     if full:
         try:
