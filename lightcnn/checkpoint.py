@@ -34,6 +34,50 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, incomplete, mixed up or written by a newer release; the message says which file."""
 
 
+class NonFiniteWeightsError(CheckpointError):
+    """Weights hold NaN or infinities: a damaged file or a diverged training; nothing computed from them means
+    anything (features of NaN, a cosine of NaN, a verdict of "different" for every pair)."""
+
+
+DIVERGED = "the file is damaged or the training diverged"
+
+
+def nonfinite_weights(named):
+    """``[(name, count)]`` of the arrays among ``named`` (name -> NDArray or numpy array, or pairs) that hold
+    NaN or infinities, with how many such values each holds."""
+    import numpy as np
+    bad = []
+    for name, value in (named.items() if hasattr(named, "items") else named):
+        value = value.asnumpy() if hasattr(value, "asnumpy") else np.asarray(value)
+        finite = np.isfinite(value)
+        if not finite.all():
+            bad.append((name, int(finite.size - np.count_nonzero(finite))))
+    return bad
+
+
+def describe_nonfinite(bad):
+    """``weight W holds 3 non-finite values (NaN/inf)``, or a list of them."""
+    if len(bad) == 1:
+        (name, count), = bad
+        return f"weight {name} holds {count} non-finite value{'s' if count != 1 else ''} (NaN/inf)"
+    listed = ", ".join(f"{name} ({count})" for name, count in bad[:5])
+    return (f"{len(bad)} weights hold non-finite values (NaN/inf): {listed}"
+            + (f" and {len(bad) - 5} more" if len(bad) > 5 else ""))
+
+
+def check_finite(named, source, why=DIVERGED):
+    """Raise :class:`NonFiniteWeightsError` (``SOURCE: weight W holds N non-finite values (NaN/inf): WHY``) when
+    an array of ``named`` holds NaN or infinities."""
+    bad = nonfinite_weights(named)
+    if bad:
+        raise NonFiniteWeightsError(f"{source}: {describe_nonfinite(bad)}: {why}")
+
+
+def _loaded_values(params):
+    """(name, first copy) of each initialised Parameter of a ParameterDict: what a load put there."""
+    return [(name, p.list_data()[0]) for name, p in params.items()]
+
+
 def params_path(prefix, epoch):
     return f"{prefix}-{epoch:04d}.params"
 
@@ -193,6 +237,10 @@ def save(net, trainer, prefix, sidecar):
     any moment leaves this epoch with the old save complete, or with no sidecar (not a checkpoint), or the new save
     complete; the checksums catch anything else.
     """
+    bad = nonfinite_weights(_loaded_values(net.collect_params()))
+    if bad:  # such weights would load as nonsense: refused here, before anything is written
+        raise CheckpointWriteError(f"not saving epoch {sidecar.epoch} under {prefix}: {describe_nonfinite(bad)}; "
+                                   f"the training diverged; the checkpoints saved before are intact")
     folder = os.path.dirname(os.path.abspath(prefix))
     os.makedirs(folder, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=_staging_prefix(prefix) + f"{os.getpid()}-", dir=folder)
@@ -321,6 +369,7 @@ def load_weights(net, prefix, sidecar, ctx):
     """Load the checkpoint's verified ``.params`` into ``net`` (built from ``sidecar``)."""
     path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
     _mxnet_read(path, lambda: net.collect_params().load(path, ctx=ctx))
+    check_finite(_loaded_values(net.collect_params()), path)
 
 
 def load_embedding(net, prefix, sidecar, ctx):
@@ -328,6 +377,7 @@ def load_embedding(net, prefix, sidecar, ctx):
     its classifier may be of another size): the start of a fine-tuning."""
     path = _verified(params_path(prefix, sidecar.epoch), sidecar, "params", prefix)
     _mxnet_read(path, lambda: net.embedding.collect_params().load(path, ctx=ctx, ignore_extra=True))
+    check_finite(_loaded_values(net.embedding.collect_params()), path)
 
 
 def load_states(trainer, prefix, sidecar):
@@ -341,9 +391,61 @@ def _mxnet_read(path, read):
     import mxnet as mx
     try:
         read()
-    except mx.base.MXNetError as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else "MXNet could not read it"
-        raise CheckpointError(f"cannot load {path} (damaged, truncated or not an MXNet file): {first}") from None
+    except (mx.base.MXNetError, UnicodeDecodeError) as error:  # the second: MXNet's message quoting binary bytes
+        detail = f": {files.mxnet_message(error)}" if isinstance(error, mx.base.MXNetError) else ""
+        raise CheckpointError(f"cannot load {path} (damaged, truncated or not an MXNet file){detail}") from None
+
+
+def _existing_file(path, what):
+    """``path`` if it is a regular file; FileNotFoundError / CheckpointError naming it and ``what`` it should be."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise CheckpointError(f"{what} {path} is a folder, not a file")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path} not found")
+    return path
+
+
+def read_symbol(path):
+    """An exported network graph (``X-symbol.json``) as an MXNet Symbol. A file of another kind is a
+    CheckpointError naming it (MXNet would give a C++ traceback, or a UnicodeDecodeError for binary bytes)."""
+    import mxnet as mx
+    path = _existing_file(path, "symbol file")
+    kind = f"{path} is not an MXNet symbol file (a network graph, X-symbol.json)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            graph = json.load(f)
+    except UnicodeDecodeError:
+        raise CheckpointError(f"{kind}: it is not text") from None
+    except ValueError as error:
+        raise CheckpointError(f"{kind}: it is not JSON ({error})") from None
+    if not isinstance(graph, dict) or not {"nodes", "arg_nodes", "heads"} <= set(graph):
+        raise CheckpointError(f"{kind}: its JSON has no graph ('nodes', 'arg_nodes', 'heads')")
+    try:
+        return mx.sym.load(path)
+    except (mx.base.MXNetError, UnicodeDecodeError) as error:
+        detail = f": {files.mxnet_message(error)}" if isinstance(error, mx.base.MXNetError) else ""
+        raise CheckpointError(f"cannot load the symbol file {path} (damaged or written by another MXNet)"
+                              f"{detail}") from None
+
+
+def read_params(path):
+    """The weights of an exported ``X-NNNN.params``: {name without ``arg:``/``aux:``: NDArray}, all finite. Another
+    kind of file (a trainer's ``.states``, a symbol, anything) is a CheckpointError naming it."""
+    import mxnet as mx
+    path = _existing_file(path, "weights file")
+    try:
+        loaded = mx.nd.load(path)
+    except (mx.base.MXNetError, UnicodeDecodeError):
+        hint = (": a .states file holds a trainer's optimizer states; the weights of that epoch are its .params"
+                if path.endswith(".states") else "")
+        raise CheckpointError(f"{path} is not an MXNet weights file (X-NNNN.params){hint}") from None
+    if not isinstance(loaded, dict) or not loaded:
+        raise CheckpointError(f"{path} holds no named weights (an MXNet .params file maps parameter names to "
+                              f"arrays)")
+    weights = {name.split(":", 1)[-1]: value for name, value in loaded.items()}
+    check_finite(weights, path)
+    return weights
 
 
 def load_model(prefix, epoch=None, ctx=None):

@@ -16,7 +16,8 @@ and the class count from ``fc2.weight`` (79,077 for 9 and 29, 80,013 for 29v2 in
 ``--network`` overrides the detection. Every tensor is matched to a parameter of
 ``lightcnn.model.get_model(network, num_classes)`` by walking both module trees by name (our MFM blocks keep the
 authors' ``conv_a``/``conv``/``conv1``/``conv2`` structure, their ``filter`` is our ``conv``/``fc``) and then
-checked by shape; a missing or unexpected tensor, or a shape that differs, is an error naming the tensors and shapes.
+checked by shape; a missing or unexpected tensor, or a shape that differs, is an error naming the tensors and shapes,
+and so is a tensor holding NaN or infinities (a damaged file, or a training that diverged before it was saved).
 No tensor needs transposing: conv weights are (out, in, kh, kw) and fc weights (out, in) in both frameworks, the
 MFM halves are the first and second half of the channels in both, and the flatten before ``fc`` is NCHW in both.
 
@@ -237,6 +238,7 @@ def load_pytorch_checkpoint(path, network=None):
         raise ValueError(f"unknown network {network!r}; the authors' networks are {', '.join(NETWORKS)}")
     state, info = read_pytorch_file(path)
     state, prefixed = strip_dataparallel_prefix(state)
+    checkpoint.check_finite(state, path)  # NaN weights would convert, extract and export without a word
     try:
         detected = detect_network(state)
     except ValueError:

@@ -4,7 +4,6 @@ MXNet graph (``X-symbol.json`` + ``X-NNNN.params``) with the preprocessing state
 Both give an object with ``features(x) -> (N, 256)`` whose parameters are on the requested contexts, hybridized for
 inference. :func:`low_precision_embedding` turns either into one computing in bfloat16/float16 or int8.
 """
-import os
 import warnings
 
 import mxnet as mx
@@ -37,16 +36,14 @@ class SymbolEmbedding:
 
     def __init__(self, symbol_file, params_file, ctx=None):
         ctxs = as_context_list(ctx)
-        for path in (symbol_file, params_file):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"{path} not found")
-        sym = mx.sym.load(symbol_file)
-        self.param_shapes = {name.split(":", 1)[-1]: value.shape for name, value in mx.nd.load(params_file).items()}
+        sym = checkpoint.read_symbol(symbol_file)  # files of another kind: one line naming them
+        self.param_shapes = {name: value.shape for name, value in checkpoint.read_params(params_file).items()}
         saved = set(self.param_shapes)
         inputs = [name for name in sym.list_inputs() if name not in saved]
         if len(inputs) != 1:
-            raise ValueError(f"{symbol_file}: expected one data input besides the saved parameters, found "
-                             f"{inputs or 'none'}")
+            shown = ", ".join(inputs[:4]) + (f", ... ({len(inputs) - 4} more)" if len(inputs) > 4 else "")
+            raise ValueError(f"{symbol_file}: expected one data input besides the weights saved in {params_file}, "
+                             f"found {shown or 'none'} (are they the graph and weights of one network?)")
         self.num_outputs = len(sym.list_outputs())
         if self.num_outputs not in (1, 2):
             raise ValueError(f"{symbol_file} has {self.num_outputs} outputs; expected (logits, embedding) or the "
@@ -55,7 +52,11 @@ class SymbolEmbedding:
         self.symbol = sym
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "cannot decide type for data": it is float32, decided at run time
-            self.block = gluon.SymbolBlock.imports(symbol_file, [self.input_name], params_file, ctx=ctxs)
+            try:
+                self.block = gluon.SymbolBlock.imports(symbol_file, [self.input_name], params_file, ctx=ctxs)
+            except (AssertionError, mx.base.MXNetError) as error:  # e.g. weights the graph does not have
+                first = str(error).strip().splitlines()[-1].split(", choices are")[0]
+                raise ValueError(f"cannot load {params_file} into the graph {symbol_file}: {first}") from None
         self.block.hybridize(static_alloc=True, static_shape=True)
 
     def check_input(self, data_shape):

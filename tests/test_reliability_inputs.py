@@ -145,6 +145,142 @@ def test_verify_refuses_a_photo_too_small_in_one_line(face, tmp_path, capsys, al
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# 5. Checked weights: NaN or infinities are refused, naming the tensor
+
+@pytest.mark.parametrize("tensor", ["fc2.weight", "features.0.filter.weight"])
+def test_convert_refuses_a_state_dict_with_nan_weights(tmp_path, capsys, tensor):
+    torch = pytest.importorskip("torch", reason="torch is a test-only dependency of the PyTorch conversion")
+    from lightcnn.tools import authors_pytorch as authors
+    state = authors.build("lightcnn9", 10, seed=1).state_dict()
+    state[tensor].view(-1)[:3] = float("nan")
+    path = tmp_path / "diverged.pth"
+    torch.save(state, path)
+
+    code, err = command(convert.main, capsys, "--pytorch", path, "--out", tmp_path / "out" / "m")
+
+    assert code == 2 and err.count("\n") == 1, err
+    assert err == (f"error: {path}: weight {tensor} holds 3 non-finite values (NaN/inf): the file is damaged or the "
+                   f"training diverged\n")
+    assert not (tmp_path / "out").exists()
+
+
+def diverged_copy(model, folder):
+    """A copy of ``model`` whose epoch-2 weights hold a NaN and an infinity in the first convolution, saved like a
+    diverged training would have saved them: the sidecar's checksum is the damaged file's."""
+    folder.mkdir()
+    for path in pathlib.Path(model).parent.iterdir():
+        shutil.copy(path, folder / path.name)
+    prefix = str(folder / "m")
+    params = checkpoint.params_path(prefix, 2)
+    weights = mx.nd.load(params)
+    name = "arg:lightcnn9_mfmconv0_conv0_weight"
+    w = weights[name].asnumpy()
+    w.flat[:2] = [np.nan, np.inf]
+    weights[name] = mx.nd.array(w)
+    mx.nd.save(params, weights)
+    sidecar = checkpoint.sidecar_path(prefix, 2)
+    record = json.loads(pathlib.Path(sidecar).read_text())
+    record["checksums"]["params"] = files.sha256(params)
+    pathlib.Path(sidecar).write_text(json.dumps(record))
+    return prefix
+
+
+NAN_MESSAGE = ("{params}: weight lightcnn9_mfmconv0_conv0_weight holds 2 non-finite values (NaN/inf): the file is "
+               "damaged or the training diverged")
+
+
+def test_every_load_of_a_checkpoint_refuses_non_finite_weights(model, face, tmp_path, capsys):
+    prefix = diverged_copy(model, tmp_path / "run")
+    params = checkpoint.params_path(prefix, 2)
+    message = NAN_MESSAGE.format(params=params)
+    sidecar = checkpoint.read_sidecar(prefix, 2)
+    assert files.sha256(params) == sidecar.checksums["params"]  # the file is the one its sidecar names
+
+    with pytest.raises(checkpoint.NonFiniteWeightsError) as error:
+        checkpoint.load_model(prefix, 2)
+    assert str(error.value) == message
+    net = sidecar.build_network()
+    with pytest.raises(checkpoint.NonFiniteWeightsError):
+        checkpoint.load_embedding(net, prefix, sidecar, mx.cpu())  # what --pretrained loads
+
+    for argv in (["--model-prefix", prefix], ["--symbol", checkpoint.symbol_path(prefix), "--params", params]):
+        code, err = command(extract.main, capsys, *argv, "--image-root", face.parent, "--out", tmp_path / "f.mat")
+        assert code == 2 and last_line(err) == f"error: {message}", err
+    code, err = command(verify.main, capsys, face, face, "--model-prefix", prefix, "--threshold", 0.5)
+    assert code == 2 and last_line(err) == f"error: {message}", err
+    assert not (tmp_path / "f.mat").exists()
+    # fine-tuning from it, and resuming it
+    train = ["--benchmark", 1, "--benchmark-batches", 1, "--batch-size", 2, "--network", "lightcnn9"]
+    code, err = command(train_cli.main, capsys, *train, "--num-epochs", 1, "--num-classes", 3, "--pretrained",
+                        prefix, "--model-prefix", tmp_path / "tuned" / "m")
+    assert code == 2 and last_line(err) == f"error: {message}", err
+    code, err = command(train_cli.main, capsys, *train, "--num-epochs", 3, "--num-classes", 10, "--load-epoch", 2,
+                        "--model-prefix", prefix)
+    assert code == 2 and last_line(err) == f"error: {message}", err
+
+
+def test_onnx_export_refuses_non_finite_weights(model, tmp_path, capsys):
+    pytest.importorskip("onnx", reason="ONNX export is optional (pip install onnx==1.14.1)")
+    prefix = diverged_copy(model, tmp_path / "run")
+    code, err = command(export.main, capsys, "--model-prefix", prefix, "--onnx", tmp_path / "m.onnx")
+    assert code == 2 and err == f"error: {NAN_MESSAGE.format(params=checkpoint.params_path(prefix, 2))}\n"
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_non_finite_weights_are_never_saved(model, tmp_path):
+    """What a training whose last step of an epoch diverged would save (its loss check sees the next batch only)."""
+    prefix = save_random(tmp_path / "m", epoch=1)
+    net, sidecar = checkpoint.load_model(prefix, 1)
+    weight = net.classifier.weight
+    weight.set_data(weight.data() * np.float32("inf"))
+    with pytest.raises(checkpoint.CheckpointWriteError) as error:
+        checkpoint.save(net, None, prefix, dataclasses.replace(sidecar, epoch=2))
+    assert str(error.value).startswith(f"not saving epoch 2 under {prefix}: weight {weight.name} holds ")
+    assert "non-finite values (NaN/inf)" in str(error.value) and "saved before are intact" in str(error.value)
+    assert checkpoint.saved_epochs(prefix) == [1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m-0001.json", "m-0001.params", "m-symbol.json"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# 6. Files of another kind, missing files, folders: one line naming the file
+
+def test_a_states_file_given_as_weights_is_one_line(model, face, tmp_path, capsys):
+    states = checkpoint.states_path(model, 2)
+    code, err = command(extract.main, capsys, "--symbol", checkpoint.symbol_path(model), "--params", states,
+                        "--image-root", face.parent, "--out", tmp_path / "f.mat")
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err) == (f"error: {states} is not an MXNet weights file (X-NNNN.params): a .states file holds a "
+                              f"trainer's optimizer states; the weights of that epoch are its .params")
+
+
+@pytest.mark.parametrize("content, problem", [
+    (np.random.RandomState(0).bytes(3000), "it is not text"),
+    (b"hello", "it is not JSON"),
+    (b'{"weights": []}', "its JSON has no graph ('nodes', 'arg_nodes', 'heads')"),
+], ids=["random-bytes", "text", "other-json"])
+def test_a_symbol_file_of_another_kind_is_one_line_naming_it(model, face, tmp_path, capsys, content, problem):
+    symbol = tmp_path / "x-symbol.json"
+    symbol.write_bytes(content)
+    code, err = command(extract.main, capsys, "--symbol", symbol, "--params", checkpoint.params_path(model, 2),
+                        "--image-root", face.parent, "--out", tmp_path / "f.mat")
+    assert code == 2 and "Traceback" not in err
+    assert last_line(err).startswith(f"error: {symbol} is not an MXNet symbol file (a network graph, "
+                                     f"X-symbol.json): {problem}")
+
+
+def test_export_without_its_symbol_file_is_one_line(model, tmp_path, capsys):
+    pytest.importorskip("onnx", reason="ONNX export is optional (pip install onnx==1.14.1)")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for path in pathlib.Path(model).parent.iterdir():
+        if not path.name.endswith("-symbol.json"):
+            shutil.copy(path, folder / path.name)
+    prefix = folder / "m"
+    code, err = command(export.main, capsys, "--model-prefix", prefix, "--onnx", tmp_path / "m.onnx")
+    assert code == 2 and err == f"error: symbol file {prefix}-symbol.json not found\n"
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # 6. A full disk under every writer: "No space left on device" and the file
 
 def left_on(disk):
