@@ -115,6 +115,8 @@ def _verify(argv):
         given_threshold(args.threshold)  # refused before the checkpoint loads
     ctx = contexts_from_gpus(args.gpus)[:1]
     for path in args.photos:
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"{path} is a folder, not a photo: give an image file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
     net, preprocess, sidecar = load_checkpoint_embedding(args.model_prefix, args.epoch, ctx)

@@ -280,6 +280,13 @@ def test_export_without_its_symbol_file_is_one_line(model, tmp_path, capsys):
     assert code == 2 and err == f"error: symbol file {prefix}-symbol.json not found\n"
 
 
+def test_verify_says_a_folder_is_not_a_photo(model, face, tmp_path, capsys):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    code, err = command(verify.main, capsys, folder, face, "--model-prefix", model, "--threshold", 0.5)
+    assert code == 2 and last_line(err) == f"error: {folder} is a folder, not a photo: give an image file", err
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # 6. A full disk under every writer: "No space left on device" and the file
 
