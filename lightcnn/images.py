@@ -127,6 +127,42 @@ def _known_fields(cls, d, what):
 
 
 @dataclasses.dataclass(frozen=True)
+class FaceBox:
+    """Where the face detector's box sits in a network's training faces (not aligned ones): medians over a sample
+    of the stored squares, measured by the dataset builder (``lightcnn.prepare``). ``lightcnn.verify`` crops a photo
+    whose face is much smaller to this frame, so the network sees a face of the size it learned from.
+
+    Parameters
+    ----------
+    share : float
+        The box's width over the square's side (LFW crops: 0.86).
+    x, y : float
+        The box's centre over the side (LFW crops: 0.50, 0.60; the box spans brows to chin, so it sits low).
+    images : int
+        How many faces were measured.
+    """
+
+    share: float
+    x: float
+    y: float
+    images: int = 0
+
+    def __post_init__(self):
+        if not (0 < self.share <= 4 and math.isfinite(self.x) and math.isfinite(self.y)):
+            raise ValueError(f"face box share must be in (0, 4] and its centre finite, got {self}")
+
+    def to_dict(self):
+        return {"share": float(self.share), "x": float(self.x), "y": float(self.y), "images": int(self.images)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**_known_fields(cls, d, "face box"))
+
+    def describe(self):
+        return f"face box {self.share:.2f} of the side, centred at ({self.x:.2f}, {self.y:.2f})"
+
+
+@dataclasses.dataclass(frozen=True)
 class Preprocess:
     """How a stored image becomes network input; recorded in checkpoints so extraction repeats it exactly.
 
@@ -147,6 +183,10 @@ class Preprocess:
     align : Template or None
         The template the faces were aligned to (``lightcnn.align``); None: faces are used as given. A record
         without it means None.
+    face_box : FaceBox or None
+        Where the face detector's box sits in the training faces (faces used as given); None: not measured (a
+        record of an earlier release, aligned faces, or no MediaPipe when the dataset was built). Recorded only
+        when measured, so a sidecar without it is the same as before.
     """
 
     image_size: int = STORED_SIZE
@@ -155,6 +195,7 @@ class Preprocess:
     mean: float = 0.0
     fit: str = DEFAULT_FIT
     align: Template = None
+    face_box: FaceBox = None
 
     def __post_init__(self):
         if int(self.image_size) != self.image_size or int(self.crop_size) != self.crop_size:
@@ -172,6 +213,8 @@ class Preprocess:
             if self.align.size != self.image_size:
                 raise ValueError(f"faces aligned to a {self.align.size} px template cannot be stored at "
                                  f"image_size {self.image_size}")
+        if self.face_box is not None and not isinstance(self.face_box, FaceBox):
+            raise ValueError(f"face_box must be a FaceBox or None, got {self.face_box!r}")
 
     @property
     def data_shape(self):
@@ -179,9 +222,12 @@ class Preprocess:
         return (1, self.crop_size, self.crop_size)
 
     def to_dict(self):
-        return {"image_size": int(self.image_size), "crop_size": int(self.crop_size),
-                "scale": float(self.scale), "mean": float(self.mean), "fit": self.fit,
-                "align": self.align.to_dict() if self.align else None}
+        record = {"image_size": int(self.image_size), "crop_size": int(self.crop_size),
+                  "scale": float(self.scale), "mean": float(self.mean), "fit": self.fit,
+                  "align": self.align.to_dict() if self.align else None}
+        if self.face_box is not None:  # only when measured: earlier releases read the other records unchanged
+            record["face_box"] = self.face_box.to_dict()
+        return record
 
     @classmethod
     def from_dict(cls, d):
@@ -190,13 +236,16 @@ class Preprocess:
         d.setdefault("fit", LEGACY_FIT)
         if d.get("align") is not None:
             d["align"] = Template.from_dict(d["align"])
+        if d.get("face_box") is not None:
+            d["face_box"] = FaceBox.from_dict(d["face_box"])
         return cls(**d)
 
     def describe(self):
         """One line for logs: what a face goes through."""
         aligned = f"aligned to {self.align.describe()}" if self.align else "not aligned"
         return (f"{aligned}; non-square faces {FIT_WORDS[self.fit]}; {self.image_size}x{self.image_size}, centre "
-                f"{self.crop_size}; (x - {self.mean:g}) * {self.scale:g}")
+                f"{self.crop_size}; (x - {self.mean:g}) * {self.scale:g}"
+                + (f"; {self.face_box.describe()}" if self.face_box else ""))
 
     def normalize(self, pixels):
         """uint8 pixels -> float32 ``(pixels - mean) * scale``, in the same float32 arithmetic as ImageRecordIter."""

@@ -3,7 +3,7 @@ timing the loop (``--benchmark 1``)."""
 import dataclasses
 
 from lightcnn import data
-from lightcnn.prepare import read_stored_preprocess
+from lightcnn.prepare import read_face_box, read_stored_preprocess
 from lightcnn.training.config import ConfigError
 from lightcnn.training.loop import TrainingData
 
@@ -46,8 +46,8 @@ def training_data(config):
 
 def stored_faces(config):
     """The config's preprocessing with how the dataset builder made the training faces (``fit``, ``align``, from
-    the summary.json beside the .rec), which the checkpoints record so that extraction repeats it. A validation
-    set made differently is an error."""
+    the summary.json beside the .rec), which the checkpoints record so that extraction repeats it, and the face box
+    it measured on them (for lightcnn.verify). A validation set made differently is an error."""
     stored, source = read_stored_preprocess(config.data_train)
     if config.data_val:
         val_stored, val_source = read_stored_preprocess(config.data_val)
@@ -56,7 +56,8 @@ def stored_faces(config):
                                           f"faces with {stored} ({source})")
     if stored is None:  # not made by lightcnn.prepare: the config's (default) rules
         return config.preprocess
+    face_box = read_face_box(config.data_train)
     try:
-        return dataclasses.replace(config.preprocess, **stored)
+        return dataclasses.replace(config.preprocess, **stored, face_box=face_box)
     except ValueError as error:
         raise ConfigError("image_size", f"{source}: {error}") from None
