@@ -581,9 +581,9 @@ def check_policy(**policy):
     valid = {"min_size": full["min_size"] >= 0, "max_outside": 0 <= full["max_outside"] <= 1, "pad": full["pad"] >= 0,
              "min_confidence": 0 < full["min_confidence"] < 1}
     for (flag, _), name in zip(POLICY_FLAGS, POLICY_DEFAULTS):
-        if not valid[name]:
-            raise AlignError(f"{flag}: {full[name]!r} is out of range (--min-size >= 0, 0 <= --max-outside <= 1, "
-                             f"--pad >= 0, 0 < --min-confidence < 1)")
+        if not (valid[name] and math.isfinite(full[name])):  # inf passes ">= 0" (--min-size inf: no face at all)
+            raise AlignError(f"{flag}: {full[name]!r} is out of range (finite, --min-size >= 0, 0 <= --max-outside "
+                             f"<= 1, --pad >= 0, 0 < --min-confidence < 1)")
     return full
 
 

@@ -157,22 +157,22 @@ class LightCNN(nn.HybridBlock):
     Parameters
     ----------
     builder : callable
-        ``builder(mfm_type, pool_first) -> (trunk, head, dropout, classifier_bias)``, one per network below.
+        ``builder(mfm_type, pool_first) -> (trunk, head, classifier_bias)``, one per network below.
     num_classes : int
         Training identities.
     mfm_type, pool_first :
         See :func:`get_model`.
-    dropout : float, optional
-        Overrides the network's own dropout rate (training only).
+    dropout : float
+        The dropout rate before the classifier (training only); :func:`get_model` gives the network's own.
     """
 
-    def __init__(self, builder, num_classes, mfm_type="2/1", pool_first=True, dropout=None, **kwargs):
+    def __init__(self, builder, num_classes, mfm_type="2/1", pool_first=True, dropout=0.5, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         with self.name_scope():
-            trunk, head, default_dropout, classifier_bias = builder(mfm_type, pool_first)
+            trunk, head, classifier_bias = builder(mfm_type, pool_first)
             self.embedding = Embedding(trunk, head, INPUT_SHAPE, prefix="embedding_")
-            self.dropout = nn.Dropout(default_dropout if dropout is None else dropout)
+            self.dropout = nn.Dropout(dropout)
             self.classifier = nn.Dense(num_classes, use_bias=classifier_bias, bias_initializer=_bias())
 
     @property
@@ -204,7 +204,7 @@ def _lightcnn4(mfm_type, pool_first):
                   MFMConv(96, 5, pool="max", mfm_type=mfm_type, pool_first=pool_first),    # (N, 96, 28, 28)
                   MFMConv(128, 5, pool="max", mfm_type=mfm_type, pool_first=pool_first),   # (N, 128, 12, 12)
                   MFMConv(192, 4, pool="max", mfm_type=mfm_type, pool_first=pool_first))   # (N, 192, 5, 5)
-    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), 0.7, True
+    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
 
 
 def _lightcnn9(mfm_type, pool_first):
@@ -215,7 +215,7 @@ def _lightcnn9(mfm_type, pool_first):
                   Group(96, 192, pool="max", mfm_type=mfm_type, pool_first=pool_first),             # 192x16x16
                   Group(192, 128, mfm_type=mfm_type),                                               # 128x16x16
                   Group(128, 128, pool="max", mfm_type=mfm_type, pool_first=pool_first))            # 128x8x8
-    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), 0.5, True
+    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
 
 
 def _resnet_trunk(mfm_type, pool_first, pool_kind):
@@ -239,13 +239,13 @@ def _resnet_trunk(mfm_type, pool_first, pool_kind):
 
 
 def _lightcnn29(mfm_type, pool_first):
-    return _resnet_trunk(mfm_type, pool_first, "max"), MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), 0.5, True
+    return _resnet_trunk(mfm_type, pool_first, "max"), MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
 
 
 def _lightcnn29v2(mfm_type, pool_first):
     # Every pool is max + average; the embedding is a plain fc (no MFM) and the classifier has no bias.
     head = nn.Dense(EMBEDDING_SIZE, bias_initializer=_bias())
-    return _resnet_trunk(mfm_type, pool_first, "maxavg"), head, 0.5, False
+    return _resnet_trunk(mfm_type, pool_first, "maxavg"), head, False
 
 
 _NETWORKS = {
@@ -254,6 +254,8 @@ _NETWORKS = {
     "lightcnn29": _lightcnn29,
     "lightcnn29v2": _lightcnn29v2,
 }
+# each network's own dropout before the classifier: Caffe model A's 0.7, the authors' 0.5 for the others
+_DROPOUT = {"lightcnn4": 0.7, "lightcnn9": 0.5, "lightcnn29": 0.5, "lightcnn29v2": 0.5}
 
 
 def model_names():
@@ -266,6 +268,11 @@ def canonical_name(name):
     if key not in _NETWORKS:
         raise ValueError(f"unknown network {name!r}; valid names: {', '.join(model_names())}")
     return key
+
+
+def default_dropout(name):
+    """The network's own dropout rate (what ``dropout=None`` means)."""
+    return _DROPOUT[canonical_name(name)]
 
 
 def _check_options(num_classes, mfm_type, dropout):
@@ -299,8 +306,8 @@ def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, 
     key = canonical_name(name)
     _check_options(num_classes, mfm_type, dropout)
     prefix = kwargs.pop("prefix", key + "_")
-    return LightCNN(_NETWORKS[key], num_classes, mfm_type=mfm_type, pool_first=pool_first, dropout=dropout,
-                    prefix=prefix, **kwargs)
+    return LightCNN(_NETWORKS[key], num_classes, mfm_type=mfm_type, pool_first=pool_first,
+                    dropout=default_dropout(key) if dropout is None else dropout, prefix=prefix, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,6 +326,11 @@ class ModelSpec:
     def __post_init__(self):
         object.__setattr__(self, "network", canonical_name(self.network))
         _check_options(self.num_classes, self.mfm_type, self.dropout)
+
+    @property
+    def effective_dropout(self):
+        """The rate the network trains with: ``dropout``, or the network's own when that is None."""
+        return default_dropout(self.network) if self.dropout is None else self.dropout
 
     def build(self, **kwargs):
         """The network (uninitialised); ``kwargs`` go to :func:`get_model` (e.g. ``pool_first``)."""

@@ -7,6 +7,7 @@ values that cannot be meant. Errors are :class:`ConfigError`, naming the setting
 flag.
 """
 import dataclasses
+import math
 import os
 
 import mxnet as mx
@@ -90,6 +91,10 @@ class TrainConfig:
         """Raise ConfigError for settings that cannot work or cannot be meant, before anything is loaded."""
         if not self.benchmark and not self.data_train:
             raise ConfigError("data_train", "a training .rec is required (or the synthetic benchmark data)")
+        for field in dataclasses.fields(self):  # inf passes "positive" and nan fails every rule with a wrong reason
+            value = getattr(self, field.name)
+            if field.type in (float, "float") and value is not None and not math.isfinite(value):
+                raise ConfigError(field.name, f"must be a finite number; got {value!r}")
         rules = [
             ("lr", self.lr > 0, "must be positive (a negative rate climbs the loss)"),
             ("lr_factor", 0 < self.lr_factor <= 1, "must be in (0, 1]: each step multiplies the rate by it"),

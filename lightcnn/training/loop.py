@@ -22,6 +22,7 @@ from mxnet import autograd, gluon
 from lightcnn import checkpoint, cli, cpu, init, precision
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
+from lightcnn.model import default_dropout
 from lightcnn.training.config import ConfigError
 from lightcnn.training.distributed import DistributedStore
 from lightcnn.training.metrics import MetricsLog, epoch_row
@@ -179,9 +180,11 @@ def _set_trainable(net, config):
 
 
 def _check_resume(saved, spec, config):
-    """The settings that define the network or its input must be the checkpoint's (ConfigError naming both)."""
+    """The settings that define the network or its input must be the checkpoint's (ConfigError naming both).
+    Dropout is compared as the rate trained with: None stands for the network's own, on either side."""
     pairs = [(name, getattr(saved.model, name), getattr(spec, name)) for name in ("network", "num_classes",
-                                                                                 "mfm_type", "dropout")]
+                                                                                 "mfm_type")]
+    pairs.append(("dropout", saved.model.effective_dropout, spec.effective_dropout))
     if saved.preprocess is not None:
         pairs += [(name, getattr(saved.preprocess, name), getattr(config.preprocess, name))
                   for name in ("image_size", "scale", "mean")]
@@ -212,6 +215,9 @@ def _changed_settings(saved, config):
     if isinstance(before.get("lr_step_epochs"), str):  # format 1 recorded the flag's text
         before = dict(before, lr_step_epochs=list(parse_steps(before["lr_step_epochs"])))
     after = json.loads(json.dumps(config.to_dict()))  # tuples as lists, as the sidecar holds them
+    if "dropout" in before:  # the network's own rate, said or left to its default, is no change
+        own = default_dropout(saved.model.network)
+        before, after = ({**d, "dropout": own if d["dropout"] is None else d["dropout"]} for d in (before, after))
     return {name: [before[name], value] for name, value in after.items()
             if name in before and name != "load_epoch" and before[name] != value}
 
