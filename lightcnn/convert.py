@@ -47,7 +47,7 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
-from lightcnn import checkpoint, cli, files
+from lightcnn import checkpoint, cli, files, locks
 from lightcnn.images import Preprocess
 from lightcnn.model import EMBEDDING_SIZE, Group, MFMConv, MFMDense, ModelSpec, ResBlock
 from lightcnn.optional import require
@@ -266,7 +266,8 @@ def write_checkpoint(net, source, prefix, preprocess=AUTHORS_PREPROCESS):
     """Save ``net`` as this project's checkpoint ``prefix`` epoch 0; the sidecar's origin records ``source``."""
     sidecar = checkpoint.Sidecar(model=ModelSpec(source["network"], source["num_classes"]), preprocess=preprocess,
                                  epoch=CONVERTED_EPOCH, origin={"kind": "converted", **source})
-    return checkpoint.save(net, None, prefix, sidecar)
+    with locks.hold(prefix, field="out"):  # a checkpoint prefix: one writer under it, a training or a conversion
+        return checkpoint.save(net, None, prefix, sidecar)
 
 
 # ---------------------------------------------------------------------------------------------------------------

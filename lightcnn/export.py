@@ -33,7 +33,7 @@ import os
 import mxnet as mx
 import numpy as np
 
-from lightcnn import checkpoint, cli, files
+from lightcnn import checkpoint, cli, files, locks
 from lightcnn.model import EMBEDDING_SIZE, INPUT_SHAPE
 from lightcnn.optional import require
 
@@ -113,7 +113,7 @@ def export_onnx(prefix, onnx_path, epoch=None, with_logits=False):
                 "checkpoint": os.path.abspath(prefix), "epoch": str(epoch), "outputs": ",".join(names),
                 "preprocess": json.dumps(sidecar.preprocess.to_dict() if sidecar.preprocess else {}, sort_keys=True),
                 "origin": json.dumps(sidecar.origin, sort_keys=True)}
-    with files.atomic_path(onnx_path) as temp:
+    with locks.hold(onnx_path, field="onnx", under=False), files.atomic_path(onnx_path) as temp:
         mx.onnx.export_model(sym, params, in_shapes=[(1,) + INPUT_SHAPE], in_types=[np.float32],
                              onnx_file_path=temp, dynamic=True, dynamic_input_shapes=[(None,) + INPUT_SHAPE])
         model = onnx.load(temp)

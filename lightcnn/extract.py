@@ -45,7 +45,7 @@ import cv2
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import align as aligning, checkpoint, cli, files, lfw, precision, quantize
+from lightcnn import align as aligning, checkpoint, cli, files, lfw, locks, precision, quantize
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
 from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, ImageTooSmallError, Preprocess, eval_input,
@@ -513,6 +513,11 @@ def _extract(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_args(parser, args)
+    with locks.hold(args.out, field="out", under=False):  # one extraction per output (its .npy too), from the start
+        return _extract_to(args)
+
+
+def _extract_to(args):
     logging.basicConfig(level=logging.INFO, format=cli.LOG_FORMAT)
     log = logging.getLogger("extract_features")
     ctxs = contexts_from_gpus(args.gpus)

@@ -12,7 +12,7 @@ from lightcnn.devices import contexts_from_gpus
 from lightcnn.training import config as train_config
 from lightcnn.training.distributed import DistributedError
 from lightcnn.training.inputs import training_data
-from lightcnn.training.loop import TrainingError, fit
+from lightcnn.training.loop import TrainingError, fit, open_store, writing_under
 
 
 # what stops a started run on the way (exit status 1), as opposed to bad input (2)
@@ -31,18 +31,21 @@ def build_parser():
 
 def _train(argv):
     config = train_config.from_args(build_parser().parse_args(argv))
-    contexts_from_gpus(config.gpus)  # a GPU that does not exist: said before anything is loaded
-    log = cli.setup_logging(f"{config.model_prefix}-train.log" if config.model_prefix else None)
-    log.info("settings: %s", " ".join(f"{k}={v}" for k, v in sorted(config.to_dict().items())))
-    data = training_data(config)
-    if data.preprocess is not None:
-        log.info("faces: %s", data.preprocess.describe())
-    verify = None
-    if config.verify_pairs:
-        from lightcnn.training.verify import make_pair_verifier
-        verify = make_pair_verifier(config.verify_pairs, config.verify_root, data.preprocess or config.preprocess,
-                                    logger=log)
-    fit(config, data, verify=verify, logger=log)
+    ctxs = contexts_from_gpus(config.gpus)  # a GPU that does not exist: said before anything is loaded
+    store = open_store(config, len(ctxs))
+    # the prefix is this run's before its log file is opened there: a second run on it stops without a line in it
+    with writing_under(config.model_prefix, store):
+        log = cli.setup_logging(f"{config.model_prefix}-train.log" if config.model_prefix else None)
+        log.info("settings: %s", " ".join(f"{k}={v}" for k, v in sorted(config.to_dict().items())))
+        data = training_data(config)
+        if data.preprocess is not None:
+            log.info("faces: %s", data.preprocess.describe())
+        verify = None
+        if config.verify_pairs:
+            from lightcnn.training.verify import make_pair_verifier
+            verify = make_pair_verifier(config.verify_pairs, config.verify_root,
+                                        data.preprocess or config.preprocess, logger=log)
+        fit(config, data, verify=verify, logger=log, ctxs=ctxs, store=store)
     return 0
 
 

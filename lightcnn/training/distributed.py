@@ -26,6 +26,7 @@ KV_STORES = ("local", "device", "dist_sync", "dist_device_sync", "dist_async", "
 WEIGHTS_KEY = 1 << 30
 COUNT_KEY = WEIGHTS_KEY + 1
 NOT_FINITE_KEY = WEIGHTS_KEY + 2
+FROM_RANK0_KEY = WEIGHTS_KEY + 3
 
 
 class DistributedError(RuntimeError):
@@ -57,6 +58,14 @@ class _KVStore:
         self.kv.pushpull(key, mx.nd.array([number]), out=out)
         return float(out.asscalar())
 
+    def from_rank0(self, key, number):
+        # init stores rank 0's value alone and waits for every worker; a pull then reads it (dist_async too, where
+        # a push is not summed)
+        self.kv.init(key, mx.nd.array([number]))
+        out = mx.nd.zeros((1,))
+        self.kv.pull(key, out=out)
+        return float(out.asscalar())
+
 
 class _Horovod:
     """Horovod's allreduce and broadcast, one device per process. The gradients are summed (not averaged) like the
@@ -80,6 +89,10 @@ class _Horovod:
 
     def total(self, key, number):
         return float(self.hvd.allreduce(mx.nd.array([number]), op=self.hvd.Sum, name=f"lightcnn.check.{key}")
+                     .asscalar())
+
+    def from_rank0(self, key, number):
+        return float(self.hvd.broadcast(mx.nd.array([number]), root_rank=0, name=f"lightcnn.rank0.{key}")
                      .asscalar())
 
 
@@ -115,6 +128,12 @@ class DistributedStore:
     @property
     def writes_checkpoints(self):
         return self.rank == 0
+
+    def from_rank0(self, number):
+        """Rank 0's ``number`` on every worker (a float32: exact for integers below 2**24), once per run."""
+        if not self.is_dist:
+            return number
+        return self._backend.from_rank0(FROM_RANK0_KEY, number)
 
     @property
     def updates_on_servers(self):

@@ -6,6 +6,7 @@ the checkpoint stores (weights, Adam states, the plateau state), so a run resume
 the uninterrupted run would have.
 """
 import collections
+import contextlib
 import dataclasses
 import json
 import logging
@@ -19,7 +20,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import checkpoint, cli, cpu, init, precision
+from lightcnn import checkpoint, cli, cpu, init, locks, precision
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import default_dropout
@@ -222,23 +223,61 @@ def _changed_settings(saved, config):
             if name in before and name != "load_epoch" and before[name] != value}
 
 
-def fit(config, data, verify=None, logger=None, ctxs=None):
+def open_store(config, num_devices):
+    """The :class:`DistributedStore` of ``config.kv_store`` for this process's devices (a dist store connects to
+    the job here, and learns this worker's rank)."""
+    try:
+        return DistributedStore(config.kv_store, num_devices)
+    except ValueError as error:
+        raise ConfigError("kv_store", str(error)) from None
+
+
+@contextlib.contextmanager
+def writing_under(prefix, store):
+    """One run writes under a prefix at a time: the worker that writes checkpoints holds ``PREFIX.lock`` for the
+    block, and when another run holds it every worker of this run stops (:class:`~lightcnn.locks.OutputBusy`, or
+    ConfigError on the other workers) rather than wait for a rank 0 that has gone."""
+    with contextlib.ExitStack() as held:
+        busy, holder = None, 0
+        if prefix and store.writes_checkpoints:
+            try:
+                held.enter_context(locks.hold(prefix, field="model_prefix"))
+            except locks.OutputBusy as error:
+                busy, holder = error, error.pid or -1
+        holder = int(store.from_rank0(holder))  # every worker of a distributed run takes part
+        if busy is not None:
+            raise busy
+        if holder:
+            raise ConfigError("model_prefix", f"another run is writing under {prefix}"
+                                              f"{f' (pid {holder}, as rank 0 found)' if holder > 0 else ''}; wait "
+                                              f"for it or choose another prefix")
+        yield
+
+
+def fit(config, data, verify=None, logger=None, ctxs=None, store=None):
     """Train as ``config`` says on ``data`` (a :class:`TrainingData`). Returns a FitResult: the trained network,
     the per-epoch metric rows, this worker's rank and the number of workers.
 
     ``verify(net, ctx) -> accuracy`` is called after each epoch when given (verification during training).
     ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts). Ctrl-C or SIGTERM saves
     the partial epoch under ``PREFIX-interrupted`` and raises :class:`~lightcnn.training.stopping.Interrupted`; one
-    that arrives during a checkpoint save waits until the save is complete.
+    that arrives during a checkpoint save waits until the save is complete. Another run writing under the prefix
+    is :class:`~lightcnn.locks.OutputBusy` before anything is written. ``store``: the caller's
+    :func:`open_store`, inside the caller's :func:`writing_under` (train_lightcnn.py takes the prefix before it opens
+    its log file there).
     """
     log = logger or logging.getLogger("lightcnn")
     ctxs = ctxs or contexts_from_gpus(config.gpus)
     precision.check_dtype(config.dtype, ctxs)
     precision.init_amp(config.dtype)  # before any network is built: AMP rewrites the operators process-wide
-    try:
-        store = DistributedStore(config.kv_store, len(ctxs))
-    except ValueError as error:
-        raise ConfigError("kv_store", str(error)) from None
+    if store is not None:
+        return _fit(config, data, verify, log, ctxs, store)
+    store = open_store(config, len(ctxs))
+    with writing_under(config.model_prefix, store):
+        return _fit(config, data, verify, log, ctxs, store)
+
+
+def _fit(config, data, verify, log, ctxs, store):
     try:
         worker_batch = store.worker_batch(config.batch_size, len(ctxs))
     except ValueError as error:
