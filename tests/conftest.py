@@ -1,6 +1,7 @@
 import os
 import pathlib
 import shutil
+import subprocess
 
 import pytest
 
@@ -16,6 +17,27 @@ def shared_data():
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real-face data not found at {SHARED_DATA} (../shared/data beside the project root)")
     return SHARED_DATA
+
+
+@pytest.fixture
+def mounted(tmp_path):
+    """mount(options) -> a fresh tmpfs folder (``size=64k``, ``ro,size=1m``): a real full or read-only disk."""
+    points = []
+
+    def mount(options):
+        point = tmp_path / f"disk{len(points)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
+                              text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root in a container that allows it is needed): "
+                        f"{done.stderr.strip()}")
+        points.append(point)
+        return point
+
+    yield mount
+    for point in points:
+        subprocess.run(["umount", "-l", str(point)], capture_output=True)
 
 
 @pytest.fixture(scope="session")

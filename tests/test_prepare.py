@@ -303,27 +303,6 @@ def test_a_symlinked_identity_folder_is_an_identity(tmp_path, ranked_root):
     assert summary["num_classes"] == 2 and summary["num_images"] == 8 and summary["ignored"] == []
 
 
-@pytest.fixture
-def mounted(tmp_path):
-    """mount(options) -> a fresh tmpfs folder (``size=...``, ``ro``): a real full or read-only disk."""
-    points = []
-
-    def mount(options):
-        point = tmp_path / f"mnt{len(points)}"
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)], capture_output=True,
-                              text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a tmpfs here (root in a container that allows it is needed): "
-                        f"{done.stderr.strip()}")
-        points.append(point)
-        return point
-
-    yield mount
-    for point in points:
-        subprocess.run(["umount", str(point)], capture_output=True)
-
-
 def run_prepare(root, out):
     return subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)

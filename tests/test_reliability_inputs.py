@@ -7,7 +7,6 @@ import json
 import os
 import pathlib
 import shutil
-import subprocess
 
 import cv2
 import numpy as np
@@ -295,31 +294,10 @@ def left_on(disk):
     return [name for name in os.listdir(disk) if not name.endswith(".lock")]
 
 
-@pytest.fixture
-def mounted(tmp_path):
-    """mount(size) -> a fresh tmpfs folder of that size: a real full disk."""
-    points = []
-
-    def mount(size):
-        point = tmp_path / f"disk{len(points)}"
-        point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            pytest.skip(f"cannot mount a small tmpfs to fill (root in a container that allows it is needed): "
-                        f"{done.stderr.strip()}")
-        points.append(point)
-        return point
-
-    yield mount
-    for point in points:
-        subprocess.run(["umount", "-l", str(point)], capture_output=True)
-
-
 def test_a_full_disk_under_the_weights_of_a_checkpoint_says_so(mounted):
     """MXNet writes the .params; its error says only "FileStream.Write incomplete" under a Python traceback
     header, which was the whole message."""
-    disk = mounted("1m")  # room for the graph, not for LightCNN-9's 22 MB of weights
+    disk = mounted("size=1m")  # room for the graph, not for LightCNN-9's 22 MB of weights
     with pytest.raises(checkpoint.CheckpointWriteError) as error:
         save_random(disk / "m")
     assert str(error.value).startswith(f"cannot write the network graph and weights of {disk / 'm-0001.params'}: "
@@ -332,7 +310,7 @@ def test_a_full_disk_under_prepares_spool_names_it(tmp_path, mounted):
     root = tmp_path / "faces"
     for i in range(60):
         write_image(root / f"p{i % 3}" / f"{i}.png", cv2.resize(noise(8, 8, seed=i), (144, 144)))
-    disk = mounted("64k")
+    disk = mounted("size=64k")
     with pytest.raises(prepare.PrepareError) as error:
         prepare.prepare_dataset(root, disk / "out", verbose=False)
     assert str(error.value).startswith(f"cannot write {disk / 'out' / prepare._SPOOL}: No space left on device")
@@ -340,7 +318,7 @@ def test_a_full_disk_under_prepares_spool_names_it(tmp_path, mounted):
 
 
 def test_a_full_disk_under_the_extractors_outputs_names_them(model, face, mounted, capsys):
-    disk = mounted("8k")
+    disk = mounted("size=8k")
     mat = disk / "features.mat"
     code, err = command(extract.main, capsys, "--model-prefix", model, "--image-root", face.parent.parent,
                         "--image-list", write_list(disk.parent / "list.txt", face.parent.parent, 40), "--out", mat)
@@ -365,7 +343,7 @@ def write_list(path, root, count):
 
 def test_a_full_disk_under_the_onnx_export_names_it(model, mounted, capsys):
     pytest.importorskip("onnx", reason="ONNX export is optional (pip install onnx==1.14.1)")
-    disk = mounted("1m")
+    disk = mounted("size=1m")
     code, err = command(export.main, capsys, "--model-prefix", model, "--onnx", disk / "m.onnx")
     assert code == 2 and err.startswith(f"error: cannot write {disk / 'm.onnx'}: No space left on device (")
     assert left_on(disk) == []
@@ -380,7 +358,7 @@ def test_a_full_disk_under_the_aligners_summary_names_it(face, tmp_path, mounted
         shutil.copy(face.parent / name, root / "p" / name)
     align.align_folder(root, tmp_path / "first", workers=1, verbose=False)
     pages = sum(-(-p.stat().st_size // 4096) for p in (tmp_path / "first" / "p").iterdir())
-    disk = mounted(f"{pages * 4}k")
+    disk = mounted(f"size={pages * 4}k")
     with pytest.raises(OSError) as error:
         align.align_folder(root, disk / "out", workers=1, verbose=False)
     assert str(error.value).startswith(f"cannot write {disk / 'out' / 'summary.json'}: No space left on device (")
