@@ -61,8 +61,7 @@ import cv2
 
 from lightcnn import align as aligning, cli, files
 from lightcnn.images import (DEFAULT_FIT, FIT_WORDS, FITS, LEGACY_FIT, STORED_SIZE, TEMPLATE, FaceBox, Preprocess,
-                             Template, decode_gray, is_image_file, read_image_file, resize_square)
-from lightcnn.images import too_small  # MIN_FACE_SIZE: an image smaller than that is skipped, not packed
+                             Template, decode_gray, is_image_file, read_image_file, resize_square, too_small)
 
 CLASSES_FILE = "classes.txt"  # lightcnn.data.CLASSES_FILE (not imported: MXNet is imported only to pack records)
 OUTPUT_FILES = ("train.lst", "val.lst", "train.rec", "train.idx", "val.rec", "val.idx", CLASSES_FILE,
@@ -221,8 +220,9 @@ def encode_face(data, image_size=STORED_SIZE, quality=95, fit=DEFAULT_FIT):
     img, colour = decode_gray(data)
     if img is None:
         return None, "cannot decode: corrupt, truncated or not a supported image", {}
-    if too_small(img):
-        return None, too_small(img), {}
+    small = too_small(img)  # under MIN_FACE_SIZE: skipped with the reason, not packed
+    if small:
+        return None, small, {}
     h, w = img.shape
     return _jpeg(resize_square(img, image_size, fit), quality, {"colour": colour, "width": w, "height": h})
 
