@@ -51,6 +51,7 @@ import cv2
 from lightcnn import cli, files, images
 from lightcnn.images import LANDMARK_SOURCES, TEMPLATE, TEST_TEMPLATE, Template  # noqa: F401 (re-exported)
 from lightcnn.optional import MissingDependencyError, require
+from lightcnn.progress import Progress
 
 INSTALL = "--no-deps -r requirements-align.txt (mediapipe 0.10.14, whose wheel carries the face models)"
 SUMMARY_FILE = "summary.json"
@@ -750,7 +751,7 @@ def align_folder(root, out_dir, template=TEMPLATE, workers=None, quality=95, for
     listing, empty, non_image, ignored = scan_root(root, exclude=out_dir)
     rels = [f"{name}/{fname}" for name in sorted(listing) for fname in listing[name]]
     os.makedirs(out_dir, exist_ok=True)
-    progress = cli.Progress("[align] ", len(rels), enabled=verbose)
+    progress = Progress("[align] ", len(rels), enabled=verbose)
     not_aligned, notes = [], []
     written = 0
 

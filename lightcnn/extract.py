@@ -45,7 +45,7 @@ import cv2
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import align as aligning, checkpoint, cli, files, lfw, locks, precision, quantize
+from lightcnn import align as aligning, checkpoint, cli, files, lfw, locks, precision, progress, quantize
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
 from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, ImageTooSmallError, Preprocess, eval_input,
@@ -271,7 +271,7 @@ def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=D
                 if compute and log_interval is not None and now - last_time >= log_interval:
                     speed = (finished - last_count) / (now - last_time)
                     log.info("Extract [%d/%d]  Speed: %.2f images/sec  ETA %s", finished, n, speed,
-                             cli.format_seconds((n - finished) / speed) if speed > 0 else "?")
+                             progress.format_seconds((n - finished) / speed) if speed > 0 else "?")
                     last_time, last_count = now, finished
             while compute and pending:
                 collect()

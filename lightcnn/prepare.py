@@ -62,6 +62,7 @@ import cv2
 from lightcnn import align as aligning, cli, files
 from lightcnn.images import (DEFAULT_FIT, FIT_WORDS, FITS, LEGACY_FIT, STORED_SIZE, TEMPLATE, FaceBox, Preprocess,
                              Template, decode_gray, is_image_file, read_image_file, resize_square, too_small)
+from lightcnn.progress import Progress
 
 CLASSES_FILE = "classes.txt"  # lightcnn.data.CLASSES_FILE (not imported: MXNet is imported only to pack records)
 OUTPUT_FILES = ("train.lst", "val.lst", "train.rec", "train.idx", "val.rec", "val.idx", CLASSES_FILE,
@@ -493,7 +494,7 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
         with _writing(spool_path):
             spool = open(spool_path, "w+b")
         progress_total = sum(len(listing[n]) for n in requested) if requested is not None else None
-        progress = cli.Progress("[prepare] aligned and checked: " if align else "[prepare] decoded and checked: ",
+        progress = Progress("[prepare] aligned and checked: " if align else "[prepare] decoded and checked: ",
                                 progress_total,
                              enabled=verbose)
         validator = _Validator(root, spool, image_size, quality, fit, aligners, num_threads, progress)
@@ -534,7 +535,7 @@ def prepare_dataset(root, out_dir, identity_list=None, num_identities=None, min_
                 f.writelines(f"{idx}\t{float(label):f}\t{rel}\n" for idx, label, rel, _, _ in items)
             with _writing(tmp[f"{split}.rec"]):
                 _pack(tmp[f"{split}.idx"], tmp[f"{split}.rec"], items, validator,
-                      cli.Progress(f"[prepare] packed {split}.rec: ", len(items), enabled=verbose))
+                      Progress(f"[prepare] packed {split}.rec: ", len(items), enabled=verbose))
 
         face_box, face_box_note = None, "aligned faces: lightcnn.verify aligns photos instead"
         if stored.align is None:  # faces used as given: how large the face is in them, for lightcnn.verify

@@ -20,7 +20,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import checkpoint, cli, cpu, init, locks, precision
+from lightcnn import checkpoint, cpu, init, locks, precision, progress
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import default_dropout
@@ -329,7 +329,7 @@ def _fit(config, data, verify, log, ctxs, store):
                      f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
                      f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
                      lr, train["samples_per_sec"], epoch_times[-1],
-                     cli.format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
+                     progress.format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
             metrics.add(epoch_row(epoch + 1, lr, train, val, epoch_times[-1], verify_accuracy))
             if store.writes_checkpoints and prefix:
                 with stop.deferred():  # a stop signal now waits for the checkpoint, then ends the run
@@ -394,7 +394,7 @@ def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, l
                 batches = _batches_in(train_iter) * estimate_epochs
                 log.info("Estimate: %d epoch(s) of %d batches take about %s of training on this machine at this "
                          "speed (%s; CPU: %s)", estimate_epochs, batches // estimate_epochs,
-                         cli.format_seconds(batches * seconds_per_batch), config.dtype, cpu.describe())
+                         progress.format_seconds(batches * seconds_per_batch), config.dtype, cpu.describe())
             window, window_start = np.zeros(3), time.time()
     if totals[2] == 0:
         raise TrainingError(f"epoch {epoch}: the training iterator gave no batch")
