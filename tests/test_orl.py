@@ -6,7 +6,8 @@ and verification on the ten people it never saw.
 
 Settings: the recipe's Glorot default ('avg') leaves the embedding almost constant across images for hundreds of
 steps on a dataset this small (measured: across-image std 0.0025 vs 0.08 with 'in'), so these runs use Caffe's
-xavier ('in'), inputs centred at 127.5 and Adam 3e-4.
+xavier ('in'), inputs centred at 127.5 and Adam, here at 6e-4 for 5 epochs: the benchmark's 3e-4 needed a sixth epoch
+to clear the bar below with oneDNN held to AVX2 (README, "Tests").
 """
 import os
 import pathlib
@@ -24,7 +25,7 @@ PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
-EPOCHS = 6
+EPOCHS = 5
 # The measured figures are in the README ("ORL"); chance is 1/30.
 VAL_ACCURACY_BAR = 0.5
 
@@ -42,7 +43,7 @@ def orl_model(shared_data, tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "train_lightcnn.py"), "--network", "lightcnn9",
          "--data-train", str(work / "rec" / "train.rec"), "--data-val", str(work / "rec" / "val.rec"),
-         "--num-epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-4", "--lr-step-epochs", "",
+         "--num-epochs", str(EPOCHS), "--batch-size", "16", "--lr", "6e-4", "--lr-step-epochs", "",
          "--xavier-factor-type", "in", "--mean", "127.5", "--seed", "0", "--model-prefix", str(prefix),
          "--disp-batches", "5"],
         capture_output=True, text=True, timeout=900)
