@@ -8,12 +8,12 @@ import sys
 
 # command -> the module whose main(argv) runs it
 COMMANDS = {
-    "prepare": "lightcnn.prepare",
+    "prepare": "lightcnn.cli.prepare",
     "train": "lightcnn.training.cli",
     "extract": "lightcnn.extract",
     "evaluate": "lightcnn.verification",
     "blufr": "lightcnn.cli.blufr",
-    "align": "lightcnn.align",
+    "align": "lightcnn.cli.align",
     "verify-pair": "lightcnn.verify",
     "convert": "lightcnn.convert",
     "export": "lightcnn.export",
