@@ -1,6 +1,6 @@
 """``python -m lightcnn COMMAND [flags]``: every command of the project under one name.
 
-Each command is also its own module (``python -m lightcnn.prepare``, ...); this only finds it, so ``--help`` and the
+Each command is also its own module (``python -m lightcnn.cli.prepare``, ...); this only finds it, so ``--help`` and the
 errors are the command's own.
 """
 import importlib
