@@ -1,6 +1,6 @@
 """``python -m lightcnn COMMAND [flags]``: every command of the project under one name.
 
-Each command is also its own module (``python -m lightcnn.prepare``, ...); this only finds it, so ``--help`` and the
+Each command is also its own module (``python -m lightcnn.cli.prepare``, ...); this only finds it, so ``--help`` and the
 errors are the command's own.
 """
 import importlib
@@ -8,12 +8,12 @@ import sys
 
 # command -> the module whose main(argv) runs it
 COMMANDS = {
-    "prepare": "lightcnn.prepare",
+    "prepare": "lightcnn.cli.prepare",
     "train": "lightcnn.training.cli",
     "extract": "lightcnn.extract",
     "evaluate": "lightcnn.verification",
     "blufr": "lightcnn.cli.blufr",
-    "align": "lightcnn.align",
+    "align": "lightcnn.cli.align",
     "verify-pair": "lightcnn.verify",
     "convert": "lightcnn.convert",
     "export": "lightcnn.export",

@@ -7,7 +7,8 @@ to RecordIO files:
 - evaluation (validation): centre crop, no mirror, file order, every image exactly once.
 
 The iterators are MXNet's C++ ``ImageRecordIter`` (far faster than the network trains on a CPU), wrapped so that
-every ``reset()`` starts a fresh pass. What we verified in MXNet 1.9.1 (``src/io/iter_image_recordio_2.cc`` and by experiment):
+every ``reset()`` starts a fresh pass. What we verified in MXNet 1.9.1 (``src/io/iter_image_recordio_2.cc`` and by
+experiment):
 
 - ``seed`` seeds the shuffle of the ``.idx`` order (the indexed-RecordIO split); it does *not* touch augmentation.
 - ``seed_aug`` re-seeds the augmentation RNG before every image with ``seed_aug + position in the batch``.
@@ -215,7 +216,7 @@ def check_record_file(rec_path, preprocess=Preprocess(), samples=3):
                 raise ValueError(f"{rec_path}: record key {key} (id {header.id}) holds no decodable image")
             if img.shape[:2] != (size, size):
                 raise ValueError(f"{rec_path}: record key {key} (id {header.id}) is {img.shape[1]}x{img.shape[0]}, "
-                                 f"expected {size}x{size}; repack with `python -m lightcnn.prepare --image-size "
+                                 f"expected {size}x{size}; repack with `python -m lightcnn prepare --image-size "
                                  f"{size}` or pass the matching image size")
             colour = colour or (img.ndim == 3 and img.shape[2] > 1)
     finally:

@@ -48,8 +48,9 @@ from mxnet import gluon
 from lightcnn import align as aligning, checkpoint, cli, files, lfw, locks, precision, progress, quantize
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
-from lightcnn.images import (FIT_WORDS, FITS, IMAGE_EXTENSIONS, TEMPLATE, ImageTooSmallError, Preprocess, eval_input,
-                             is_image_file, load_gray)
+from lightcnn.cli.align import add_policy_flags, given_policy
+from lightcnn.faces import IMAGE_EXTENSIONS, ImageTooSmallError, is_image_file
+from lightcnn.images import FIT_WORDS, FITS, TEMPLATE, Preprocess, eval_input, load_gray
 from lightcnn.model import EMBEDDING_SIZE
 
 logger = logging.getLogger(__name__)
@@ -421,7 +422,7 @@ def build_parser():
     prep.add_argument("--align", action="store_true",
                       help="align every image to the LightCNN template first (with --model-prefix the checkpoint "
                            "says whether it was trained on aligned faces; this flag only confirms it)")
-    aligning.add_policy_flags(parser, unset=True)  # only when aligning
+    add_policy_flags(parser, unset=True)  # only when aligning
 
     images = parser.add_argument_group("Images")
     images.add_argument("--image-list", help="one image path per line (any leading prefix, e.g. lfw_patch_part.txt); "
@@ -487,7 +488,7 @@ def _check_args(parser, args):
                      "out")
     if args.calib_images < 1:
         parser.error("--calib-images must be positive")
-    if aligning.given_policy(args) and not args.align and not args.model_prefix:
+    if given_policy(args) and not args.align and not args.model_prefix:
         parser.error("--min-size, --max-outside, --pad and --min-confidence are alignment settings: add --align")
 
 
@@ -546,7 +547,7 @@ def _extract_to(args):
         identity = {"symbol_sha256": files.sha256(args.symbol), "preprocess": preprocess.to_dict()}
     aligned = input_is_aligned(args.image_root, preprocess, log)
     if args.quantize:
-        calib = calibration_data(paths, args.calib_images, preprocess, log, aligned, aligning.given_policy(args))
+        calib = calibration_data(paths, args.calib_images, preprocess, log, aligned, given_policy(args))
         net = low_precision_embedding(net, ctxs, preprocess.data_shape, quantize_int8=True, params_file=params_file,
                                       identity=identity, calib_data=calib, calib_mode=args.calib_mode,
                                       mfm_form=args.mfm_form, log=log)
@@ -562,7 +563,7 @@ def _extract_to(args):
     result = extract_features(net, paths, preprocess, ctxs, args.batch_size, flip=args.flip,
                               skip_missing=args.skip_missing, keys=keys, workers=args.workers,
                               log_interval=args.log_interval, log=log, aligned=aligned,
-                              align_policy=aligning.given_policy(args))
+                              align_policy=given_policy(args))
     save_features_mat(args.out, result.features, result.keys, result.missing, model=model)
     log.info("wrote %s: data %d x %d single, label %d x 1%s", args.out, *result.features.shape, len(result.keys),
              f", missing {len(result.missing)} x 1" if result.missing else "")

@@ -12,9 +12,8 @@ see faces the same way:
   centre (evaluation) or a random ``crop_size`` window (training), ``crop_size`` being the model's input;
 - values are ``(pixel - mean) * scale`` in float32, ``mean`` in pixel units; ``mean=0, scale=1/255`` gives [0, 1]
   inputs, as in the authors' PyTorch recipe.
-- an image smaller than :data:`MIN_FACE_SIZE` (32 px) on its short side is not taken as a face: the dataset
-  builder skips it and lists it with the reason, the extractor and ``lightcnn.verify`` refuse it
-  (:func:`check_face_size`).
+- an image too small to be a face (``lightcnn.faces``, the face policy) is not taken as one: the dataset builder
+  skips it and lists it with the reason, the extractor and ``lightcnn.verify`` refuse it.
 
 A checkpoint's sidecar records the :class:`Preprocess` its network was trained with, so extraction repeats it.
 This module imports neither MXNet nor MediaPipe: alignment workers and tools use it alone.
@@ -27,14 +26,10 @@ import stat
 import cv2
 import numpy as np
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".pgm", ".bmp")
+from lightcnn.faces import check_face_size
+
 STORED_SIZE = 144  # the recipe packs 144x144 faces and crops the model's 128x128 input from them
 CROP_SIZE = 128  # lightcnn.model.INPUT_SHAPE[1] (not imported: that would import MXNet; a test checks they agree)
-# The smallest image taken as a face, on its short side. A thumbnail, an icon or a 1x1 placeholder holds too few
-# pixels to tell one person from another, yet enlarged to 144x144 (a flat gray square, for 1x1) it would get a
-# feature like any face and be packed, extracted or compared without a word. 32 px is a quarter of the network's
-# 128 px input: a smaller face would be enlarged more than four times.
-MIN_FACE_SIZE = 32
 
 # How a face that is not square becomes square. "crop" keeps the proportions and the face's centre (what a user of
 # Resize + CenterCrop expects); "pad" keeps the whole image, with black bars; "stretch" distorts it (what every
@@ -135,9 +130,9 @@ class FaceBox:
     Parameters
     ----------
     share : float
-        The box's width over the square's side (LFW crops: 0.86).
+        The box's width over the square's side.
     x, y : float
-        The box's centre over the side (LFW crops: 0.50, 0.60; the box spans brows to chin, so it sits low).
+        The box's centre over the side (the box spans brows to chin, so it sits low; README gives LFW's).
     images : int
         How many faces were measured.
     """
@@ -252,10 +247,6 @@ class Preprocess:
         return (np.asarray(pixels).astype(np.float32) - np.float32(self.mean)) * np.float32(self.scale)
 
 
-def is_image_file(name):
-    return name.lower().endswith(IMAGE_EXTENSIONS) and not os.path.basename(name).startswith(".")
-
-
 def decode_gray(buf):
     """Encoded image bytes -> ``(uint8 (H, W) gray image, was_colour)``; ``None`` image when undecodable.
 
@@ -332,33 +323,9 @@ def read_image_file(path):
         return f.read()
 
 
-class ImageTooSmallError(ValueError):
-    """An image smaller than :data:`MIN_FACE_SIZE` on its short side; ``reason`` is the message without the name."""
-
-    def __init__(self, name, reason):
-        super().__init__(f"{name}: {reason}")
-        self.reason = reason
-
-
-def too_small(img):
-    """Why a decoded image is too small to be a face (:data:`MIN_FACE_SIZE`), or None."""
-    h, w = img.shape[:2]
-    if min(h, w) < MIN_FACE_SIZE:
-        return f"too small to be a face: {w}x{h} px (the short side must be at least {MIN_FACE_SIZE} px)"
-    return None
-
-
-def check_face_size(img, name):
-    """``img``, or :class:`ImageTooSmallError` naming ``name`` and its size."""
-    reason = too_small(img)
-    if reason:
-        raise ImageTooSmallError(name, reason)
-    return img
-
-
 def load_gray(path_or_bytes):
     """An image file (path or encoded bytes) -> its uint8 gray ``(H, W)``; ValueError when it does not decode,
-    :class:`ImageTooSmallError` when it is too small to be a face."""
+    :class:`lightcnn.faces.ImageTooSmallError` when it is too small to be a face."""
     if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
         buf, name = bytes(path_or_bytes), "<bytes>"
     else:

@@ -26,6 +26,7 @@ import sys
 import numpy as np
 
 from lightcnn import align as aligning, cli, files, verification
+from lightcnn.cli.align import add_policy_flags, given_policy
 from lightcnn.images import (FIT_WORDS, FaceBox, Template, eval_input, load_gray, read_image_file,
                              resize_square)
 
@@ -216,7 +217,7 @@ def build_parser():
                              "saved beside it)")
     parser.add_argument("--save-pair", metavar="PNG", help="write the two faces side by side with the verdict")
     parser.add_argument("--gpus", default="", help="a GPU to run on, e.g. '0'; empty: the CPU")
-    aligning.add_policy_flags(parser)
+    add_policy_flags(parser)
     cli.add_debug_flag(parser)
     return parser
 
@@ -241,9 +242,9 @@ def _verify(argv):
     threshold, source = resolve_threshold(args.threshold, args.model_prefix, sidecar)
     aligner = detector = None
     if preprocess.align:
-        aligner = aligning.Aligner(preprocess.align, **aligning.given_policy(args))
+        aligner = aligning.Aligner(preprocess.align, **given_policy(args))
     elif aligning.mediapipe_available():  # a face check for networks of faces used as given too
-        detector = aligning.Aligner(Template(landmarks="detector"), **aligning.given_policy(args))
+        detector = aligning.Aligner(Template(landmarks="detector"), **given_policy(args))
     else:
         print(f"note: no face check: mediapipe is not installed, so the photos are used as given; pip install "
               f"{aligning.INSTALL} adds the check", file=sys.stderr)

@@ -10,7 +10,7 @@ import pytest
 
 import cv2
 
-from lightcnn import align
+from lightcnn import align, align_folder, warp
 from lightcnn.images import TEMPLATE
 
 # MediaPipe 0.10.14 calls a protobuf API that protobuf 4.25 marks deprecated (align.py silences it outside pytest)
@@ -42,8 +42,8 @@ def face_points(eyes=(100.0, 80.0), eye_gap=40.0, drop=50.0, angle_deg=0.0):
 @pytest.mark.parametrize("angle", [0.0, 20.0, -35.0, 170.0])
 def test_template_transform_puts_eyes_and_mouth_on_the_template(angle):
     points = face_points(angle_deg=angle)
-    m = align.template_transform(points)
-    out = align.apply_transform(m, points)
+    m = warp.template_transform(points)
+    out = warp.apply_transform(m, points)
     eyes, mouth = (out[0] + out[1]) / 2, (out[3] + out[4]) / 2
     np.testing.assert_allclose(eyes, TEMPLATE.eye_centre, atol=1e-9)
     assert abs(out[0, 1] - out[1, 1]) < 1e-9 and out[0, 0] < out[1, 0]  # level, the subject's right eye on the left
@@ -55,7 +55,7 @@ def test_template_transform_refuses_a_mouth_above_the_eyes():
     points = face_points()
     points[3:, 1] -= 100
     with pytest.raises(ValueError, match="mouth"):
-        align.template_transform(points)
+        warp.template_transform(points)
 
 
 def test_warp_moves_marked_pixels_to_the_template():
@@ -64,10 +64,10 @@ def test_warp_moves_marked_pixels_to_the_template():
     points = face_points(eyes=(210.0, 120.0), eye_gap=60, drop=70, angle_deg=25)
     for x, y in points[[0, 1, 3, 4]]:
         cv2.circle(img, (int(round(x)), int(round(y))), 4, 255, -1)
-    m = align.template_transform(points)
-    out = align.warp_to_template(img, m)
+    m = warp.template_transform(points)
+    out = warp.warp_to_template(img, m)
     assert out.shape == (144, 144) and out.dtype == np.uint8
-    want = align.apply_transform(m, points[[0, 1, 3, 4]])
+    want = warp.apply_transform(m, points[[0, 1, 3, 4]])
     for x, y in want:
         patch = out[int(round(y)) - 1:int(round(y)) + 2, int(round(x)) - 1:int(round(x)) + 2]
         assert patch.min() > 150, (x, y)
@@ -78,15 +78,15 @@ def test_warp_of_a_large_photo_is_low_passed_before_shrinking():
     """A 1-px checkerboard shrunk 4x must come out flat gray (area averaging), not aliased stripes."""
     board = (np.indices((600, 600)).sum(axis=0) % 2 * 255).astype(np.uint8)
     m = np.array([[0.25, 0, 0], [0, 0.25, 0]])
-    inner = align.warp_to_template(board, m)[4:-4, 4:-4]  # away from the black outside the photo
+    inner = warp.warp_to_template(board, m)[4:-4, 4:-4]  # away from the black outside the photo
     assert abs(float(inner.mean()) - 127.5) < 2 and inner.std() < 2
 
 
 def test_outline_outside():
     square = np.array([[10, 10], [30, 10], [30, 30], [10, 30]], float)
-    assert align.outline_outside(square, 100, 100) == 0.0
-    assert align.outline_outside(square - [20, 0], 100, 100) == pytest.approx((10 - 0.5) / 20)
-    assert align.outline_outside(square + [200, 0], 100, 100) == 1.0
+    assert warp.outline_outside(square, 100, 100) == 0.0
+    assert warp.outline_outside(square - [20, 0], 100, 100) == pytest.approx((10 - 0.5) / 20)
+    assert warp.outline_outside(square + [200, 0], 100, 100) == 1.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -231,8 +231,8 @@ def test_face_cut_off_by_the_border_is_refused(aligner, shared_data, cut):
 # The command line
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "lightcnn.align", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "lightcnn", "align", *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
 
 
 @pytest.mark.slow
@@ -278,7 +278,7 @@ def test_cli_mirrors_the_tree_and_lists_every_image_not_aligned(shared_data, tmp
     # --force replaces outputs, and removes an earlier output of an image that is not aligned this time
     stale = out / "Tony_Blair" / "flat.png"
     cv2.imwrite(str(stale), np.zeros((144, 144), np.uint8))
-    summary = align.align_folder(root, out, workers=1, force=True, verbose=False)
+    summary = align_folder.align_folder(root, out, workers=1, force=True, verbose=False)
     assert summary["aligned"] == 10 and not stale.exists()
 
 
@@ -298,7 +298,8 @@ def test_the_summary_marks_the_tree_as_aligned(tmp_path):
 
 def test_training_and_extraction_never_import_mediapipe():
     code = ("import sys, lightcnn.data, lightcnn.training.loop, lightcnn.training.cli, lightcnn.extract, "
-            "lightcnn.prepare, lightcnn.model, lightcnn.align; print('mediapipe' in sys.modules)")
+            "lightcnn.prepare, lightcnn.model, lightcnn.align, lightcnn.align_folder, lightcnn.cli.prepare, "
+            "lightcnn.cli.align; print('mediapipe' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
@@ -306,7 +307,7 @@ def test_training_and_extraction_never_import_mediapipe():
 
 def test_without_mediapipe_the_command_says_what_to_install(tmp_path):
     (tmp_path / "photos" / "a").mkdir(parents=True)
-    code = ("import sys; sys.modules['mediapipe'] = None; from lightcnn import align; "
+    code = ("import sys; sys.modules['mediapipe'] = None; from lightcnn.cli import align; "
             f"sys.exit(align.main(['--root', {str(tmp_path / 'photos')!r}, '--out', {str(tmp_path / 'out')!r}]))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2

@@ -410,7 +410,7 @@ def test_symlinked_identity_folders_are_found_as_the_dataset_builder_finds_them(
     os.symlink(tree, tree / "loop")  # a link back up: listed once, not followed forever
     os.symlink(root / people[0], tree / "again")  # a second name for one folder: its images once
     found, paths = extract.list_images(str(tree))
-    from lightcnn.prepare import scan_root
+    from lightcnn.faces import scan_root
     listing, _, _, _ = scan_root(str(tree))
     assert found == sorted(f"{name}/{f}" for name in people for f in listing[name])
     assert all(os.path.isfile(p) for p in paths)
@@ -475,14 +475,14 @@ def run_without_mediapipe(*args, cwd):
 
 def test_an_aligned_tree_is_used_as_it_is_and_other_trees_need_mediapipe(aligned_prefix, faces, tmp_path):
     needs_mediapipe()
-    from lightcnn import align
+    from lightcnn import align, align_folder
     from lightcnn.images import TEMPLATE, Template
     root, _, keys = faces
     photos = tmp_path / "photos"
     for key in keys[:4]:
         (photos / key).parent.mkdir(parents=True, exist_ok=True)
         os.symlink(root / key, photos / key)
-    align.align_folder(photos, tmp_path / "aligned", workers=1, verbose=False)
+    align_folder.align_folder(photos, tmp_path / "aligned", workers=1, verbose=False)
     done = run_without_mediapipe("--model-prefix", aligned_prefix, "--image-root", tmp_path / "aligned",
                                  "--out", tmp_path / "a.mat", cwd=tmp_path)
     assert done.returncode == 0, done.stderr

@@ -11,7 +11,8 @@ import pytest
 import cv2
 import mxnet as mx
 
-from lightcnn import data, images, prepare
+from lightcnn import data, dataset_summary, images, packing, prepare
+from lightcnn.cli import prepare as prepare_cli
 from lightcnn.prepare import PrepareError, prepare_dataset
 
 
@@ -138,6 +139,7 @@ def messy_root(tmp_path):
 def test_bad_files_are_reported_not_packed(messy_root, tmp_path, capsys):
     out = tmp_path / "out"
     summary = prepare_dataset(messy_root, out, val_fraction=0.0, num_threads=2)
+    prepare_cli.print_summary(summary)
     skipped = {s["path"]: s["reason"] for s in summary["skipped"]}
     assert set(skipped) == {"alice/corrupt.jpg", "alice/empty.jpg", "alice/truncated.png"}
     assert skipped["alice/empty.jpg"] == "empty file (0 bytes)"
@@ -209,7 +211,7 @@ def test_top_identities_ties_by_name(ranked_root, tmp_path, monkeypatch):
     assert (tmp_path / "o2" / "classes.txt").read_text().split() == ["a", "b", "c", "d"]  # z: 2 readable
 
     # validation stops once the chosen identities beat every unchecked one (one identity per round here)
-    monkeypatch.setattr(prepare, "_GROUP_IMAGES", 1)
+    monkeypatch.setattr(packing, "GROUP_IMAGES", 1)
     s = prepare_dataset(ranked_root, tmp_path / "o3", num_identities=2, min_images=3, verbose=False)
     assert (tmp_path / "o3" / "classes.txt").read_text().split() == ["a", "d"]
     assert s["identities_checked"] == 3  # d, z, a; b and c cannot beat a on the tie-break by name
@@ -229,8 +231,8 @@ def test_identity_list_order_and_errors(ranked_root, tmp_path, capsys):
     lst.write_text("d\nghost\nmissing_too\n")
     with pytest.raises(PrepareError, match="ghost.*missing_too"):
         prepare_dataset(ranked_root, tmp_path / "o2", identity_list=str(lst))
-    assert prepare.main(["--root", str(ranked_root), "--out", str(tmp_path / "o3"),
-                         "--identity-list", str(lst)]) == 2
+    assert prepare_cli.main(["--root", str(ranked_root), "--out", str(tmp_path / "o3"),
+                             "--identity-list", str(lst)]) == 2
     assert "ghost" in capsys.readouterr().err
     assert not (tmp_path / "o3" / "train.rec").exists()
 
@@ -279,7 +281,7 @@ def test_links_pipes_and_odd_names_are_listed_not_fatal(ranked_root, tmp_path):
     os.symlink(ranked_root / "e", tmp_path / "linked_e")
     out = tmp_path / "out"
     # in a child process with a timeout, so that a hang fails the test instead of stopping the suite
-    done = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(ranked_root), "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "lightcnn", "prepare", "--root", str(ranked_root), "--out", str(out),
                            "--val-fraction", "0"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
@@ -304,7 +306,7 @@ def test_a_symlinked_identity_folder_is_an_identity(tmp_path, ranked_root):
 
 
 def run_prepare(root, out):
-    return subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out", str(out)],
+    return subprocess.run([sys.executable, "-m", "lightcnn", "prepare", "--root", str(root), "--out", str(out)],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -318,11 +320,11 @@ def test_a_read_only_output_is_one_line_and_leaves_nothing(ranked_root, mounted)
     assert done.returncode == 2
     assert error_lines(done) == [f"error: cannot create the output folder {disk / 'out'}: Read-only file system"]
     done = run_prepare(ranked_root, disk)  # the read-only folder itself
-    assert error_lines(done) == [f"error: cannot write {disk / prepare._SPOOL}: Read-only file system"]
+    assert error_lines(done) == [f"error: cannot write {disk / packing.SPOOL}: Read-only file system"]
     assert os.listdir(disk) == []
 
 
-@pytest.mark.parametrize("size, failing", [("128k", prepare._SPOOL), ("400k", "train.rec.tmp")])
+@pytest.mark.parametrize("size, failing", [("128k", packing.SPOOL), ("400k", "train.rec.tmp")])
 def test_a_full_disk_is_one_line_and_frees_what_it_wrote(tmp_path, mounted, size, failing):
     """The spool fills the disk (128k), or the records do once the spool fits (400k); either way the error names
     the file, and the disk is left as empty as it was (the cleanup used to raise first and leave the spool)."""
@@ -360,10 +362,10 @@ def test_orl_faces_are_centre_cropped_by_default_and_it_is_said(orl, capsys):
     _, out, summary = orl
     assert summary["not_square"] == 400 and summary["options"]["fit"] == "crop"
     assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": None}
-    prepare.print_summary(summary)
+    prepare_cli.print_summary(summary)
     assert "400 not square, centre-cropped to a square (--fit crop)" in capsys.readouterr().out
-    assert prepare.read_stored_preprocess(out / "train.rec") == ({"fit": "crop", "align": None},
-                                                                  str(out / "summary.json"))
+    assert dataset_summary.read_stored_preprocess(out / "train.rec") == ({"fit": "crop", "align": None},
+                                                                          str(out / "summary.json"))
 
 
 @pytest.mark.parametrize("fit", images.FITS)
@@ -385,12 +387,12 @@ def test_each_fit_is_what_the_extractor_does(tmp_path, fit):
 
 def test_a_dataset_of_an_earlier_release_means_stretch(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"options": {"image_size": 144}, "num_classes": 2}))
-    assert prepare.read_stored_preprocess(tmp_path / "train.rec")[0] == {"fit": "stretch", "align": None}
+    assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] == {"fit": "stretch", "align": None}
     (tmp_path / "summary.json").unlink()
-    assert prepare.read_stored_preprocess(tmp_path / "train.rec")[0] is None  # im2rec's: nothing is known
+    assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] is None  # im2rec's: nothing is known
     (tmp_path / "summary.json").write_text("{not json")
-    with pytest.raises(PrepareError, match="cannot be read as the dataset builder's summary"):
-        prepare.read_stored_preprocess(tmp_path / "train.rec")
+    with pytest.raises(dataset_summary.SummaryError, match="cannot be read as the dataset builder's summary"):
+        dataset_summary.read_stored_preprocess(tmp_path / "train.rec")
     assert prepare.CLASSES_FILE == data.CLASSES_FILE
 
 
@@ -399,6 +401,7 @@ def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp
     pytest.importorskip("mediapipe", reason="mediapipe not installed: pip install --no-deps -r "
                                             "requirements-align.txt")
     from lightcnn import align
+    from lightcnn.align_folder import align_folder
     lfw = shared_data / "lfw_gray144"
     root = tmp_path / "photos"
     for name in ("Colin_Powell", "Tony_Blair"):
@@ -406,7 +409,7 @@ def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp
         for fname in sorted(os.listdir(lfw / name))[:2]:
             os.symlink(lfw / name / fname, root / name / fname)
     write_image(root / "Tony_Blair" / "wall.png", np.full((120, 100), 128, np.uint8))
-    done = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out",
+    done = subprocess.run([sys.executable, "-m", "lightcnn", "prepare", "--root", str(root), "--out",
                            str(tmp_path / "out"), "--align", "--min-size", "30", "--val-fraction", "0"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -421,13 +424,13 @@ def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp
     with align.Aligner(min_size=30) as aligner:
         expected = align.align_file(aligner, root / rel).image
     assert np.abs(stored[rows[rel]].astype(int) - expected).mean() < 1.5  # the same alignment, JPEG q95
-    bad = subprocess.run([sys.executable, "-m", "lightcnn.prepare", "--root", str(root), "--out",
+    bad = subprocess.run([sys.executable, "-m", "lightcnn", "prepare", "--root", str(root), "--out",
                           str(tmp_path / "o2"), "--min-size", "30"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "alignment settings: add --align" in bad.stderr
 
     # a tree written by lightcnn.align is packed as it is and recorded as aligned (MediaPipe not needed)
-    align.align_folder(root, tmp_path / "aligned", min_size=30, workers=1, verbose=False)
-    code = (f"import sys; sys.modules['mediapipe'] = None; from lightcnn import prepare; "
+    align_folder(root, tmp_path / "aligned", min_size=30, workers=1, verbose=False)
+    code = (f"import sys; sys.modules['mediapipe'] = None; from lightcnn.cli import prepare; "
             f"sys.exit(prepare.main(['--root', {str(tmp_path / 'aligned')!r}, '--out', {str(tmp_path / 'o3')!r}, "
             f"'--align']))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -15,8 +15,11 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import align, checkpoint, convert, export, extract, files, images, init, prepare, verify
-from lightcnn.images import MIN_FACE_SIZE, Preprocess
+from lightcnn import (align, align_folder, checkpoint, convert, export, extract, files, images, init, packing, prepare,
+                      verify)
+from lightcnn.cli import prepare as prepare_cli
+from lightcnn.faces import MIN_FACE_SIZE, ImageTooSmallError
+from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
 from lightcnn.training import cli as train_cli
 
@@ -75,7 +78,7 @@ def last_line(err):
 def test_the_minimum_is_32_px_on_the_short_side(tmp_path):
     assert MIN_FACE_SIZE == 32
     assert images.load_gray(write_image(tmp_path / "ok.png", noise(32, 200))).shape == (32, 200)
-    with pytest.raises(images.ImageTooSmallError, match=r"too small to be a face: 200x31 px \(the short side must "
+    with pytest.raises(ImageTooSmallError, match=r"too small to be a face: 200x31 px \(the short side must "
                                                         r"be at least 32 px\)"):
         images.load_gray(write_image(tmp_path / "thin.png", noise(31, 200)))
 
@@ -91,6 +94,7 @@ def test_prepare_skips_images_too_small_and_lists_them(tmp_path, capsys):
     write_image(root / "b" / "small.png", noise(32, 32))  # the smallest face there is: packed
 
     summary = prepare.prepare_dataset(root, tmp_path / "out", val_fraction=0.0)
+    prepare_cli.print_summary(summary)
 
     out = capsys.readouterr().out
     reasons = {s["path"]: s["reason"] for s in summary["skipped"]}
@@ -313,7 +317,7 @@ def test_a_full_disk_under_prepares_spool_names_it(tmp_path, mounted):
     disk = mounted("size=64k")
     with pytest.raises(prepare.PrepareError) as error:
         prepare.prepare_dataset(root, disk / "out", verbose=False)
-    assert str(error.value).startswith(f"cannot write {disk / 'out' / prepare._SPOOL}: No space left on device")
+    assert str(error.value).startswith(f"cannot write {disk / 'out' / packing.SPOOL}: No space left on device")
     assert left_on(disk) == []
 
 
@@ -356,9 +360,9 @@ def test_a_full_disk_under_the_aligners_summary_names_it(face, tmp_path, mounted
     (root / "p").mkdir(parents=True)
     for name in sorted(os.listdir(face.parent))[:2]:
         shutil.copy(face.parent / name, root / "p" / name)
-    align.align_folder(root, tmp_path / "first", workers=1, verbose=False)
+    align_folder.align_folder(root, tmp_path / "first", workers=1, verbose=False)
     pages = sum(-(-p.stat().st_size // 4096) for p in (tmp_path / "first" / "p").iterdir())
     disk = mounted(f"size={pages * 4}k")
     with pytest.raises(OSError) as error:
-        align.align_folder(root, disk / "out", workers=1, verbose=False)
+        align_folder.align_folder(root, disk / "out", workers=1, verbose=False)
     assert str(error.value).startswith(f"cannot write {disk / 'out' / 'summary.json'}: No space left on device (")

@@ -1,5 +1,5 @@
 """python -m lightcnn.verify on real LFW photos, with a checkpoint the suite trains itself: LightCNN-9 on the aligned
-faces of ten LFW people (python -m lightcnn.prepare --align, 12 photos each), evaluated on two more photos of each
+faces of ten LFW people (python -m lightcnn prepare --align, 12 photos each), evaluated on two more photos of each
 (which saves its threshold beside the checkpoint), then asked about two further photos of one person and of two
 people: photos it has never seen.
 

@@ -33,6 +33,7 @@ def needs_mediapipe():
 def test_prepare_measures_the_face_box_and_training_records_it(shared_data, tmp_path, capsys, folder, people):
     needs_mediapipe()
     from lightcnn import prepare
+    from lightcnn.cli import prepare as prepare_cli
     from lightcnn.training.config import TrainConfig
     from lightcnn.training.inputs import stored_faces
     root = tmp_path / "faces"
@@ -41,6 +42,7 @@ def test_prepare_measures_the_face_box_and_training_records_it(shared_data, tmp_
         for image in sorted(os.listdir(shared_data / folder / name))[:40 // len(people)]:
             os.symlink(shared_data / folder / name / image, root / name / image)
     summary = prepare.prepare_dataset(root, tmp_path / "rec", val_fraction=0.0, num_threads=2)
+    prepare_cli.print_summary(summary)
     box = FaceBox.from_dict(summary["face_box"])
     # the whole of lfw_gray144 gives 0.86 at (0.50, 0.60), ORL 0.85 at (0.49, 0.66) (README)
     assert box.images == 40 and 0.80 < box.share < 0.92 and 0.45 < box.x < 0.55 and 0.55 < box.y < 0.70, box
@@ -54,14 +56,14 @@ def test_prepare_measures_the_face_box_and_training_records_it(shared_data, tmp_
 
 
 def test_prepare_without_mediapipe_or_faces_records_why_nothing_was_measured(monkeypatch):
-    from lightcnn import align, prepare
+    from lightcnn import align, packing
     noise = [cv2.imencode(".jpg", np.random.RandomState(i).randint(0, 256, (144, 144), np.uint8))[1].tobytes()
              for i in range(4)]
     if align.mediapipe_available():
-        assert prepare.measure_face_box(noise) == (None, "not measured: the face detector found a face in 0 of 4 "
+        assert packing.measure_face_box(noise) == (None, "not measured: the face detector found a face in 0 of 4 "
                                                          "sampled stored faces")
     monkeypatch.setattr(align, "mediapipe_available", lambda: False)
-    box, note = prepare.measure_face_box(noise)
+    box, note = packing.measure_face_box(noise)
     assert box is None and note.startswith("not measured: mediapipe is not installed (pip install")
 
 
@@ -202,7 +204,7 @@ def test_the_crop_puts_the_face_where_the_training_faces_have_it(shared_data):
 
 def test_a_small_face_cut_off_by_the_border_is_refused():
     """A face box mostly outside the photo cannot be cropped to a whole face: refused, saying why and what to do."""
-    from lightcnn.align import Face
+    from lightcnn.detection import Face
     gray = np.full((1200, 1000), 110, np.uint8)
     face = Face((-80.0, 300.0, 40.0, 420.0), 0.9, np.zeros((6, 2)))  # 120 px wide, 79.5 px of it outside
     detector = types.SimpleNamespace(detect=lambda image: [face], min_size=40.0, max_outside=0.2)

@@ -27,7 +27,7 @@ import time
 import numpy as np
 import cv2
 
-from lightcnn import align, files
+from lightcnn import align, files, warp
 from lightcnn.images import Template
 
 # ../shared/data beside the project root (lightcnn.tools.pipeline.SHARED_DATA; not imported: it imports MXNet)
@@ -64,7 +64,7 @@ def template_errors(result, aligner):
     p = again.landmarks
     eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
     angle = np.degrees(np.arctan2(p[1, 1] - p[0, 1], p[1, 0] - p[0, 0]))
-    mapped = align.apply_transform(result.matrix, result.landmarks)
+    mapped = warp.apply_transform(result.matrix, result.landmarks)
     return (float(np.hypot(*(eyes - t.eye_centre))), float(abs(mouth[1] - t.mouth_y)), float(abs(angle)),
             float(np.max(np.hypot(*(p - mapped).T))))
 
@@ -73,7 +73,8 @@ def bench_detection(images):
     out = {"images": len(images), "short_range_alone": {}, "search": {}, "aligned": {}}
     for pad in (0.0, 0.1, 0.25, 0.5):
         with align.Aligner(pad=pad) as aligner:
-            short = sum(bool(aligner._run_detector(aligner._short, cv2.cvtColor(im, cv2.COLOR_GRAY2RGB),
+            detector = aligner.detector
+            short = sum(bool(detector.run_detector(detector.short_range, cv2.cvtColor(im, cv2.COLOR_GRAY2RGB),
                                                    int(round(pad * max(im.shape)))))
                         for im in images)
             found = sum(bool(aligner.detect(im)) for im in images)
@@ -162,9 +163,9 @@ def _invert(m):
 
 def _movement(matrices):
     """RMS movement (output px) of the 128 crop's corners and centre between transforms of the same face."""
-    back = np.array([align.apply_transform(_invert(m), _REFERENCE) for m in matrices])  # (k, 5, 2) photo px
+    back = np.array([warp.apply_transform(_invert(m), _REFERENCE) for m in matrices])  # (k, 5, 2) photo px
     mean = back.mean(axis=0)
-    moved = np.array([align.apply_transform(m, mean) - _REFERENCE for m in matrices])
+    moved = np.array([warp.apply_transform(m, mean) - _REFERENCE for m in matrices])
     return float(np.sqrt((moved ** 2).sum(axis=2).mean()))
 
 
@@ -186,8 +187,8 @@ def bench_landmarks(images, views=8, seed=0):
                     if r.landmarks is None:
                         failed += 1
                         continue
-                    points = align.apply_transform(_invert(t), r.landmarks)  # back to the padded photo
-                    matrices.append(align.template_transform(points))
+                    points = warp.apply_transform(_invert(t), r.landmarks)  # back to the padded photo
+                    matrices.append(warp.template_transform(points))
                 if len(matrices) >= 2:
                     jitter.append(_movement(matrices))
                 plain, flipped = aligner.align(padded), aligner.align(np.ascontiguousarray(padded[:, ::-1]))
@@ -198,7 +199,7 @@ def bench_landmarks(images, views=8, seed=0):
                 q = flipped.landmarks.copy()
                 q[:, 0] = w - 1 - q[:, 0]  # mirrored back; the subject's right eye of the mirror is the left one
                 q = q[[1, 0, 2, 4, 3]]
-                mirror.append(_movement([align.template_transform(p), align.template_transform(q)]))
+                mirror.append(_movement([warp.template_transform(p), warp.template_transform(q)]))
         out[source] = {"views_without_landmarks": failed, "movement_px": _pct(jitter, (50, 90)),
                        "mirror_movement_px": _pct(mirror, (50, 90))}
         print(f"landmarks {source}: aligned face moves between views by {out[source]['movement_px']} px "

@@ -223,7 +223,8 @@ def load_crops(root, count=CHECK_IMAGES):
     as extraction makes them (the centre crop, mean 127.5: LightCNN-9 as make lfw trains it)."""
     import numpy as np
 
-    from lightcnn.images import Preprocess, is_image_file, load_eval_image
+    from lightcnn.faces import is_image_file
+    from lightcnn.images import Preprocess, load_eval_image
     preprocess, paths = Preprocess(mean=127.5), []
     for name in sorted(os.listdir(root)):
         folder = os.path.join(root, name)

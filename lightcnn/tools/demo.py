@@ -6,7 +6,7 @@
 Steps, each with the project's own tool (the exact command is printed and its output saved under ``OUT/logs``):
 
 1. data       ``lightcnn.tools.synthetic_faces`` (built-in data), or the user's ``--data`` root and ``--pairs`` file;
-2. prepare    ``python -m lightcnn.prepare``: the training identities (every identity that no pair uses, with
+2. prepare    ``python -m lightcnn prepare``: the training identities (every identity that no pair uses, with
               at least ``--min-images`` images) packed into gray 144x144 RecordIO;
 3. untrained  a checkpoint (epoch 0) of LightCNN-9 initialised exactly as ``train_lightcnn.py`` initialises it
               (same seed, same Xavier variant): the baseline is the trained network's own starting point;

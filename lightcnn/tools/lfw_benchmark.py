@@ -7,7 +7,7 @@ About an hour of training on a 2-core CPU (the README has the measured time and 
 
 1. training identities: every LFW identity with at least 2 images that does not appear in View 1
    ``pairsDevTest.txt`` (the split of REFERENCE.md's calibration run);
-2. ``python -m lightcnn.prepare`` packs them; ``train_lightcnn.py`` trains LightCNN-9;
+2. ``python -m lightcnn prepare`` packs them; ``train_lightcnn.py`` trains LightCNN-9;
 3. ``extract_features.py`` extracts the images of both evaluation sets (missing images skipped and recorded), once
    per precision of ``--features`` (float32, bfloat16, int8: the same network, to measure what low precision costs);
 4. the Python evaluator scores, for the trained features and for a raw-pixel cosine baseline:
@@ -16,7 +16,7 @@ About an hour of training on a 2-core CPU (the README has the measured time and 
    pairs with a missing image are left out, counted and listed (``OUT/eval/<set>/<features>/missing_pairs.txt``);
    DevTest's best threshold is saved beside the checkpoint, for ``python -m lightcnn.verify``.
 
-``--lfw-root`` may be a tree written by ``python -m lightcnn.align``: the faces are then trained on and extracted as
+``--lfw-root`` may be a tree written by ``python -m lightcnn align``: the faces are then trained on and extracted as
 aligned (the dataset builder records it, the extractor repeats it).
 
 The defaults are REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), fitted to about an

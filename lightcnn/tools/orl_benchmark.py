@@ -4,7 +4,7 @@ measured effect of ``--fit`` and ``--align``.
     python -m lightcnn.tools.orl_benchmark [--orl-root ../shared/data/orl_faces] [--fit crop|pad|stretch] [--align]
         [--epochs 6] [--seed 0] [--out orl_output] [--quiet]
 
-1. ``python -m lightcnn.prepare`` packs people s1-s30 (8 images each for training, 2 for validation; ORL's faces are
+1. ``python -m lightcnn prepare`` packs people s1-s30 (8 images each for training, 2 for validation; ORL's faces are
    92x112, so ``--fit`` decides how they become square; ``--align`` aligns them to the LightCNN template first);
 2. ``train_lightcnn.py`` trains LightCNN-9 with test_orl.py's settings (6 epochs, batch 16, Adam 3e-4, Caffe
    xavier, inputs centred at 127.5, seed 0, or ``--seed``'s for the split and the training);
@@ -56,7 +56,7 @@ def run(args):
 
     t = steps.begin("prepare", f"pack s1-s30 (--fit {args.fit}{', --align' if args.align else ''})")
     data_dir = os.path.join(out, "data")
-    steps.run("prepare", [sys.executable, "-m", "lightcnn.prepare", "--root", faces, "--out", data_dir,
+    steps.run("prepare", [sys.executable, "-m", "lightcnn", "prepare", "--root", faces, "--out", data_dir,
                           "--val-fraction", "0.2", "--seed", str(args.seed), "--fit", args.fit]
               + (["--align"] if args.align else []))
     steps.end("prepare", t)

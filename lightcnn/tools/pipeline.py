@@ -116,13 +116,13 @@ def train_command(data_dir, prefix, epochs, batch_size, lr, lr_step_epochs, mean
 
 
 def pack_identities(steps, root, out, names, val_fraction, seed):
-    """Pack the identities ``names`` under ``root`` into ``OUT/data`` with ``python -m lightcnn.prepare`` (the list
+    """Pack the identities ``names`` under ``root`` into ``OUT/data`` with ``python -m lightcnn prepare`` (the list
     goes to ``OUT/data/train_identities.txt``), as one timed step. Returns ``(data_dir, identity_list, summary)``."""
     started = steps.begin("prepare", "pack the training identities into RecordIO (lightcnn.prepare)")
     data_dir = os.path.join(out, "data")
     identity_list = os.path.join(data_dir, "train_identities.txt")
     files.write_lines(identity_list, names)
-    steps.run("prepare", [sys.executable, "-m", "lightcnn.prepare", "--root", root, "--out", data_dir,
+    steps.run("prepare", [sys.executable, "-m", "lightcnn", "prepare", "--root", root, "--out", data_dir,
                           "--identity-list", identity_list, "--val-fraction", str(val_fraction), "--seed", str(seed),
                           "--force"])
     summary = files.read_json(os.path.join(data_dir, "summary.json"))
@@ -153,7 +153,7 @@ def training_identities(root, held_out, min_images):
     Returns ``(names, too_small)``: the names (sorted) and the number of other identities left out for having
     fewer images.
     """
-    from lightcnn.prepare import scan_root
+    from lightcnn.faces import scan_root
     found, _, _, _ = scan_root(root)
     held_out = set(held_out)
     names, too_small = [], 0

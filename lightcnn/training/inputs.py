@@ -3,7 +3,7 @@ timing the loop (``--benchmark 1``)."""
 import dataclasses
 
 from lightcnn import data
-from lightcnn.prepare import read_face_box, read_stored_preprocess
+from lightcnn.dataset_summary import read_face_box, read_stored_preprocess
 from lightcnn.training.config import ConfigError
 from lightcnn.training.loop import TrainingData
 

@@ -1,7 +1,7 @@
 """Writers of LFW-style files that only the tests need (the library reads these formats; it never writes them)."""
 import os
 
-from lightcnn.images import is_image_file
+from lightcnn.faces import is_image_file
 
 
 def write_pair_label(pairs, path):
