@@ -7,6 +7,7 @@ rows are all zero, or all the same, is refused: those are not features (every pa
 ``-v7.3`` (HDF5) ``.mat`` is refused with how to save it as ``-v7``; a damaged file is one line naming it.
 """
 import dataclasses
+import os
 
 import numpy as np
 
@@ -72,7 +73,7 @@ def _load_npz(path):
         raise ValueError(f"{path}: not a readable .npz file ({type(error).__name__}: {error})") from None
 
 
-def load_features(path):
+def load_features(path: str | os.PathLike) -> Features:
     """Read an extractor's ``.mat`` (or ``.npz``): ``data`` N x D, ``label`` N keys, optional ``missing``."""
     content = _load_npz(path) if str(path).endswith(".npz") else _load_mat(path)
     for name in ("data", "label"):

@@ -7,6 +7,7 @@ The features file is any :func:`lightcnn.protocols.features.load_features` reads
 ``pairs.txt`` and then ``pair.label`` are looked for beside the features file.
 """
 import os
+from collections.abc import Callable
 
 from lightcnn.protocols import lfw_pairs, report, tenfold, thresholds
 from lightcnn.protocols.features import load_features
@@ -22,8 +23,8 @@ def default_pairs_path(features_path):
     raise FileNotFoundError(f"neither pairs.txt nor pair.label beside {features_path!r}; pass the pair file")
 
 
-def run(features_path="LFW_features.mat", pairs_path=None, out_dir=".", pca=0, exclude_missing=False,
-        exclude_zero_rows=False, log=print):
+def run(features_path: str = "LFW_features.mat", pairs_path: str | None = None, out_dir: str = ".", pca: int = 0,
+        exclude_missing: bool = False, exclude_zero_rows: bool = False, log: Callable[[str], None] = print) -> dict:
     """Load, verify, print the table, write JSON + ROC PNG into ``out_dir``: what ``lfw_eval.m`` does."""
     if not pairs_path:
         pairs_path = default_pairs_path(features_path)

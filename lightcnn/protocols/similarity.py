@@ -3,7 +3,7 @@ so that the threshold the evaluator chooses is a threshold on the very numbers `
 import numpy as np
 
 
-def cosine_scores(x1, x2):
+def cosine_scores(x1: np.ndarray, x2: np.ndarray) -> np.ndarray:
     """Row-wise cosine similarity of two (n, D) arrays, in double; 0 where a norm is 0."""
     x1 = np.asarray(x1, dtype=np.float64)
     x2 = np.asarray(x2, dtype=np.float64)

@@ -53,8 +53,12 @@ Features are cast to double. Let P be the number of matched and N of mismatched 
 Accuracies, rates, AUC and EER are fractions in the returned dict (percentages in the printed table of
 :mod:`lightcnn.protocols.report`).
 """
+from collections.abc import Callable, Iterable
+
 import numpy as np
 
+from lightcnn.protocols.features import Features
+from lightcnn.protocols.lfw_pairs import Pair
 from lightcnn.protocols.similarity import cosine_scores, zero_norm
 
 FAR_TARGETS = (("tpr_at_far_1pct", "TPR@FAR=1%", 0.01),
@@ -169,7 +173,7 @@ def roc_figures(roc):
     return out
 
 
-def evaluate(scores, is_same, folds, n_folds=None):
+def evaluate(scores: np.ndarray, is_same: np.ndarray, folds: np.ndarray, n_folds: int | None = None) -> dict:
     """All protocol figures for pairs with scores, labels and folds (0-based).
 
     ``scores`` is (n_pairs,), or (n_folds, n_pairs) where row k holds the scores under a model fitted without
@@ -228,7 +232,8 @@ def evaluate(scores, is_same, folds, n_folds=None):
 # ---------------------------------------------------------------------------------------------------------------
 # the whole protocol
 
-def verify(features, pairs, pca=0, exclude_missing=False, exclude_zero_rows=False, log=print):
+def verify(features: Features, pairs: Iterable[Pair], pca: int = 0, exclude_missing: bool = False,
+           exclude_zero_rows: bool = False, log: Callable[[str], None] = print) -> dict:
     """Score ``pairs`` (from :func:`lightcnn.protocols.lfw_pairs.read_pairs`) with ``features`` and
     :func:`evaluate` them.
 
