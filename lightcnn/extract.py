@@ -45,7 +45,8 @@ import cv2
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import align as aligning, checkpoint, cli, files, lfw, locks, precision, progress, quantize
+from lightcnn import align as aligning, checkpoint, cli, files, locks, precision, progress, quantize
+from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.devices import as_context_list, contexts_from_gpus
 from lightcnn.embedding import SymbolEmbedding, load_checkpoint_embedding, low_precision_embedding
 from lightcnn.cli.align import add_policy_flags, given_policy

@@ -12,7 +12,7 @@ import scipy.io
 from lightcnn.cli import blufr as blufr_cli
 from lightcnn.protocols import blufr, blufr_report
 from lightcnn.protocols.blufr_config import Config, MissingImagesError, load_config
-from lightcnn.verification import Features
+from lightcnn.protocols.features import Features
 
 MATLAB_DIR = pathlib.Path(__file__).resolve().parents[1] / "lfw_verification-matlab"
 OCTAVE_ARGS = ("--no-gui", "--no-init-file", "--no-history")

@@ -9,7 +9,7 @@ import pytest
 
 import cv2
 
-from lightcnn import lfw
+from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.tools import demo, pipeline, synthetic_faces as sf
 
 

@@ -17,12 +17,14 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import checkpoint, extract, init, lfw, verification
+from lightcnn import checkpoint, extract, init
+from lightcnn.protocols import lfw_eval, lfw_pairs as lfw, report, thresholds
+from lightcnn.protocols.features import load_features
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.images import Preprocess, load_eval_image
-from lightcnn.lfw import Pair
+from lightcnn.protocols.lfw_pairs import Pair
 from lightcnn.model import ModelSpec
-from lightcnn.training.verify import make_pair_verifier
+from lightcnn.training.lfw_check import make_pair_verifier
 
 from helpers.lfw_files import write_pair_label
 
@@ -246,7 +248,7 @@ def test_skip_missing_lists_them_and_stores_missing(broken_root, loaded, extract
     mat = scipy.io.loadmat(out)
     assert mat["data"].shape == (3, 256) and mat["missing"].shape == (3, 1)
     assert [str(c[0]) for c in mat["missing"][:, 0]] == bad
-    loaded_back = verification.load_features(str(out))
+    loaded_back = load_features(str(out))
     assert loaded_back.keys == good and loaded_back.missing == frozenset(bad)
 
 
@@ -341,12 +343,12 @@ def test_pair_verifier_rejects_a_fold_without_usable_pairs(faces, tmp_path):
 
 def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_result, tmp_path):
     cwd, _ = cli_run
-    proc = subprocess.run([sys.executable, "-m", "lightcnn.verification", "--features", extract.DEFAULT_MAT,
+    proc = subprocess.run([sys.executable, "-m", "lightcnn", "evaluate", "--features", extract.DEFAULT_MAT,
                            "--pairs", str(pairs_file), "--out-dir", str(tmp_path), "--exclude-missing"],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "excluded 1 of 12 pairs" in proc.stdout and "2-fold accuracy" in proc.stdout
-    results = verification.read_results_json(tmp_path / verification.RESULTS_JSON)
+    results = report.read_results_json(tmp_path / report.RESULTS_JSON)
     assert results["n_pairs"] == 11 and results["n_excluded"] == 1
     assert results["accuracy_mean"] == pytest.approx(verifier_result[0], abs=1e-12)
 
@@ -355,29 +357,29 @@ def test_the_evaluator_saves_the_threshold_beside_the_checkpoint_that_made_the_f
                                                                                     model_prefix, tmp_path):
     cwd, _ = cli_run
     mat = str(cwd / extract.DEFAULT_MAT)
-    saved = verification.threshold_path(model_prefix, 3)
+    saved = thresholds.threshold_path(model_prefix, 3)
     printed = []
-    results = verification.run(mat, str(pairs_file), str(tmp_path / "a"), exclude_missing=True, log=printed.append)
+    results = lfw_eval.run(mat, str(pairs_file), str(tmp_path / "a"), exclude_missing=True, log=printed.append)
     assert saved == model_prefix + "-0003-threshold.json" and os.path.isfile(saved)
     assert f"saved the threshold {results['best_threshold']:.6f} (best on all 11 pairs) beside the checkpoint: " \
            f"{saved}" in printed
-    record, why = verification.load_model_threshold(model_prefix, 3, checkpoint.read_sidecar(model_prefix, 3)
-                                                    .checksums["params"])
+    record, why = thresholds.load_model_threshold(model_prefix, 3, checkpoint.read_sidecar(model_prefix, 3)
+                                                  .checksums["params"])
     assert why is None and record["threshold"] == results["best_threshold"] and record["n_pairs"] == 11
-    assert verification.load_model_threshold(model_prefix, 3, "0" * 64) == (
+    assert thresholds.load_model_threshold(model_prefix, 3, "0" * 64) == (
         None, f"{saved} was saved for weights that have been replaced since (sha256 differs)")
     os.remove(saved)
     printed = []
-    verification.run(mat, str(pairs_file), str(tmp_path / "b"), exclude_missing=True, pca=2, log=printed.append)
+    lfw_eval.run(mat, str(pairs_file), str(tmp_path / "b"), exclude_missing=True, pca=2, log=printed.append)
     assert not os.path.exists(saved) and any("PCA scores are not the plain cosine" in line for line in printed)
     content = scipy.io.loadmat(mat)
     content["model_params_sha256"] = "f" * 64  # features of an earlier save of that epoch
     scipy.io.savemat(str(tmp_path / "old.mat"), {k: val for k, val in content.items() if not k.startswith("__")})
     printed = []
-    verification.run(str(tmp_path / "old.mat"), str(pairs_file), str(tmp_path / "c"), exclude_missing=True,
-                     log=printed.append)
+    lfw_eval.run(str(tmp_path / "old.mat"), str(pairs_file), str(tmp_path / "c"), exclude_missing=True,
+                 log=printed.append)
     assert not os.path.exists(saved) and any("was saved again after these features" in line for line in printed)
-    assert verification.load_model_threshold(model_prefix, 3)[1].startswith("no LFW evaluation of this checkpoint")
+    assert thresholds.load_model_threshold(model_prefix, 3)[1].startswith("no LFW evaluation of this checkpoint")
 
 
 @pytest.mark.octave
@@ -388,13 +390,13 @@ def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_p
     proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--no-history", "--eval", script], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    octave = verification.read_results_json(tmp_path / verification.RESULTS_JSON)
-    python = verification.run(str(cwd / extract.DEFAULT_MAT), str(pairs_file), str(tmp_path / "py"),
-                              exclude_missing=True, log=lambda message: None)
+    octave = report.read_results_json(tmp_path / report.RESULTS_JSON)
+    python = lfw_eval.run(str(cwd / extract.DEFAULT_MAT), str(pairs_file), str(tmp_path / "py"),
+                          exclude_missing=True, log=lambda message: None)
     assert octave["n_pairs"] == python["n_pairs"] == 11
     for key in ("accuracy_mean", "accuracy_std", "best_accuracy", "auc", "eer"):
         assert octave[key] == pytest.approx(python[key], abs=1e-6), key
-    assert json.loads((tmp_path / verification.RESULTS_JSON).read_text())["n_excluded"] == 1
+    assert json.loads((tmp_path / report.RESULTS_JSON).read_text())["n_excluded"] == 1
 
 
 # ---------------------------------------------------------------------------------------------------------------

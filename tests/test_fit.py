@@ -266,7 +266,7 @@ def _free_port():
 def test_verification_during_training_on_real_lfw_pairs(shared_data, tmp_path):
     """--verify-pairs/--verify-root: the 10-fold accuracy of the current model after every epoch, in the log and
     the metrics CSV; a pair whose image is missing is reported, not silently dropped."""
-    from lightcnn import lfw
+    from lightcnn.protocols import lfw_pairs as lfw
     pairs = lfw.read_pairs(str(shared_data / "lfw" / "pairs.txt"))
     small = [p for k in range(10) for kind in (True, False)
              for p in [q for q in pairs if q.fold == k and q.is_same == kind][:3]]

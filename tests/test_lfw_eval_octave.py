@@ -1,4 +1,5 @@
-"""lfw_eval.m in GNU Octave against lightcnn/verification.py: every figure to 1e-6, the same printed table."""
+"""lfw_eval.m in GNU Octave against lightcnn/protocols (python -m lightcnn evaluate): every figure to 1e-6, the
+same printed table."""
 import os
 import pathlib
 import shlex
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 import scipy.io
 
-from lightcnn import lfw, verification as v
-from lightcnn.lfw import Pair
+from lightcnn.protocols import lfw_eval, lfw_pairs, report
+from lightcnn.protocols.lfw_pairs import Pair
+from lightcnn.protocols.similarity import cosine_scores
 
 from helpers.lfw_files import write_image_list, write_pair_label, write_v73_mat
 
@@ -52,7 +54,7 @@ def lfw_eval_call(*args, pca=0, exclude_missing=False, exclude_zero_rows=False):
 
 def python_run(features, pairs, out_dir, **options):
     printed = []
-    results = v.run(str(features), str(pairs) if pairs else None, str(out_dir), log=printed.append, **options)
+    results = lfw_eval.run(str(features), str(pairs) if pairs else None, str(out_dir), log=printed.append, **options)
     return results, "\n".join(printed)
 
 
@@ -80,10 +82,10 @@ def compare(octave_cli, folder, features, pairs, **options):
     out_octave, out_python = folder / "out_octave", folder / "out_python"
     proc = run_octave(octave_cli, folder, [lfw_eval_call(features, pairs, out_octave, **options)])
     python, printed = python_run(features, pairs, out_python, **options)
-    octave = v.read_results_json(out_octave / v.RESULTS_JSON)
-    assert_same_results(v.read_results_json(out_python / v.RESULTS_JSON), octave)
+    octave = report.read_results_json(out_octave / report.RESULTS_JSON)
+    assert_same_results(report.read_results_json(out_python / report.RESULTS_JSON), octave)
     assert printed_report(proc.stdout) == printed_report(printed)
-    png = (out_octave / v.ROC_PNG).read_bytes()
+    png = (out_octave / report.ROC_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 500
     return python, octave, proc
 
@@ -92,7 +94,7 @@ def compare(octave_cli, folder, features, pairs, **options):
 # synthetic features with ties, written as the extractor writes them
 
 def key(p, i):
-    return lfw.lfw_key("Person_%02d" % p, i)
+    return lfw_pairs.lfw_key("Person_%02d" % p, i)
 
 
 def save_features(path, keys, data, missing=None):
@@ -143,9 +145,9 @@ def synthetic(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("lfw_eval")
     save_features(folder / "LFW_features.mat", keys, data)
-    lfw.write_pairs_txt(pairs, folder / "pairs.txt")
+    lfw_pairs.write_pairs_txt(pairs, folder / "pairs.txt")
     # the ties survive the trip through float32 and both score computations
-    scores = v.cosine_scores(data[[keys.index(p.key1) for p in pairs]], data[[keys.index(p.key2) for p in pairs]])
+    scores = cosine_scores(data[[keys.index(p.key1) for p in pairs]], data[[keys.index(p.key2) for p in pairs]])
     same = np.array([p.is_same for p in pairs])
     u, inverse = np.unique(scores, return_inverse=True)
     assert len(u) < len(pairs) - 15
@@ -156,7 +158,7 @@ def synthetic(tmp_path_factory):
 def test_view2_pairs_txt(octave_cli, synthetic):
     folder = synthetic["folder"]
     python, octave, _ = compare(octave_cli, folder, "LFW_features.mat", "pairs.txt")
-    assert octave["pair_format"] == lfw.VIEW2 and octave["n_pairs"] == 300 and octave["n_folds"] == 10
+    assert octave["pair_format"] == lfw_pairs.VIEW2 and octave["n_pairs"] == 300 and octave["n_folds"] == 10
     assert len(octave["roc_fpr"]) < 300  # tied scores share ROC points in both
 
 
@@ -168,12 +170,12 @@ def test_no_arguments_in_a_folder_with_pair_label(octave_cli, synthetic, tmp_pat
     assert proc.stdout.rstrip().endswith("300\npair.label")
     monkeypatch.chdir(tmp_path)
     python, printed = python_run("LFW_features.mat", None, "out_python")
-    octave = v.read_results_json(tmp_path / v.RESULTS_JSON)
-    assert_same_results(v.read_results_json(tmp_path / "out_python" / v.RESULTS_JSON), octave)
+    octave = report.read_results_json(tmp_path / report.RESULTS_JSON)
+    assert_same_results(report.read_results_json(tmp_path / "out_python" / report.RESULTS_JSON), octave)
     assert octave["pairs"] == "pair.label"
-    report = proc.stdout[:proc.stdout.index("\nwrote ")]
-    assert report == printed_report(printed)
-    assert (tmp_path / v.ROC_PNG).stat().st_size > 500
+    table = proc.stdout[:proc.stdout.index("\nwrote ")]
+    assert table == printed_report(printed)
+    assert (tmp_path / report.ROC_PNG).stat().st_size > 500
     # the same folds as pairs.txt: the figures equal those of the pairs.txt run
     via_txt, _ = python_run(synthetic["folder"] / "LFW_features.mat", synthetic["folder"] / "pairs.txt",
                             tmp_path / "txt")
@@ -184,10 +186,10 @@ def test_view1_with_pca(octave_cli, synthetic, tmp_path):
     # View 1 layout (all matched, then all mismatched): stratified folds, and PCA fitted per fold
     pairs = synthetic["pairs"]
     view1 = [p for p in pairs if p.is_same] + [p for p in pairs if not p.is_same]
-    lfw.write_pairs_txt(view1, tmp_path / "pairsDevTest.txt")
+    lfw_pairs.write_pairs_txt(view1, tmp_path / "pairsDevTest.txt")
     (tmp_path / "LFW_features.mat").write_bytes((synthetic["folder"] / "LFW_features.mat").read_bytes())
     python, octave, proc = compare(octave_cli, tmp_path, "LFW_features.mat", "pairsDevTest.txt", pca=20)
-    assert octave["pair_format"] == lfw.VIEW1 and octave["pca_dim"] == 20
+    assert octave["pair_format"] == lfw_pairs.VIEW1 and octave["pca_dim"] == 20
     assert octave["fold_n_pairs"] == [30] * 10
     assert "PCA to 20 dims" in proc.stdout
 
@@ -220,7 +222,7 @@ def test_zero_rows_reported_kept_and_excluded(octave_cli, synthetic, tmp_path):
     zero = [key(p, 3) for p in range(0, 44, 4)] + [key(7, 5)]
     data[[keys.index(k) for k in zero]] = 0
     save_features(tmp_path / "feats.mat", keys, data, missing=[key(7, 5)])
-    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    lfw_pairs.write_pairs_txt(pairs, tmp_path / "pairs.txt")
     zero_keys = set(zero[:-1])
     lost = [p for p in pairs if key(7, 5) in (p.key1, p.key2)]
     on_zero = [p for p in pairs if {p.key1, p.key2} & zero_keys and p not in lost]
@@ -285,8 +287,8 @@ def test_real_pair_files(octave_cli, shared_data, tmp_path):
     run_octave(octave_cli, tmp_path, calls)
     for i, name in enumerate(["pairs.txt", "pair.label", "pairsDevTest.txt"]):
         python, _ = python_run(tmp_path / "f.mat", lfw_dir / name, tmp_path / ("py_%d" % i), exclude_missing=True)
-        octave = v.read_results_json(tmp_path / ("out_%d" % i) / v.RESULTS_JSON)
-        assert_same_results(v.read_results_json(tmp_path / ("py_%d" % i) / v.RESULTS_JSON), octave)
+        octave = report.read_results_json(tmp_path / ("out_%d" % i) / report.RESULTS_JSON)
+        assert_same_results(report.read_results_json(tmp_path / ("py_%d" % i) / report.RESULTS_JSON), octave)
         if name != "pairsDevTest.txt":
             assert octave["n_listed"] == 6000 and octave["n_pairs"] == 5605 and octave["n_excluded"] == 395
 
@@ -302,8 +304,8 @@ def test_malformed_pair_files_name_the_line(octave_cli, tmp_path):
     calls = []
     for name, (text, _) in files.items():
         (tmp_path / name).write_bytes(text.encode())
-        with pytest.raises(lfw.PairFileError):  # the Python reader refuses them too
-            lfw.read_pairs(tmp_path / name)
+        with pytest.raises(lfw_pairs.PairFileError):  # the Python reader refuses them too
+            lfw_pairs.read_pairs(tmp_path / name)
         # the pair reader is private to lfw_eval (lfw_verification-matlab/private/): reached through it
         calls.append("try\n lfw_eval('f.mat', %s, 'out'); disp('accepted');\ncatch err\n disp(err.message);\nend\n"
                      % matlab_string(name))

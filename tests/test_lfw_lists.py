@@ -3,8 +3,8 @@ import collections
 
 import pytest
 
-from lightcnn import lfw
-from lightcnn.lfw import Pair
+from lightcnn.protocols import lfw_pairs
+from lightcnn.protocols.lfw_pairs import Pair
 
 from helpers.lfw_files import write_image_list, write_pair_label
 
@@ -17,8 +17,8 @@ def fold_counts(pairs):
 # the real files in ../shared/data/lfw
 
 def test_pairs_txt_view2(shared_data):
-    pairs, fmt = lfw.read_pairs_with_format(shared_data / "lfw" / "pairs.txt")
-    assert fmt == lfw.VIEW2
+    pairs, fmt = lfw_pairs.read_pairs_with_format(shared_data / "lfw" / "pairs.txt")
+    assert fmt == lfw_pairs.VIEW2
     assert len(pairs) == 6000
     assert fold_counts(pairs) == {(k, s): 300 for k in range(10) for s in (True, False)}
     # fold k is lines 600k+1 .. 600k+600 after the header, matched first
@@ -34,25 +34,25 @@ def test_pairs_txt_view2(shared_data):
 
 
 def test_pair_label_equals_pairs_txt(shared_data):
-    from_txt = lfw.read_pairs(shared_data / "lfw" / "pairs.txt")
-    from_label, fmt = lfw.read_pairs_with_format(shared_data / "lfw" / "pair.label")
-    assert fmt == lfw.PAIR_LABEL
+    from_txt = lfw_pairs.read_pairs(shared_data / "lfw" / "pairs.txt")
+    from_label, fmt = lfw_pairs.read_pairs_with_format(shared_data / "lfw" / "pair.label")
+    assert fmt == lfw_pairs.PAIR_LABEL
     assert from_label == from_txt  # keys, labels and folds, pair for pair
 
 
 def test_lfw_patch_image_list(shared_data):
-    keys = lfw.read_image_list(shared_data / "lfw" / "lfw_patch_part.txt")
+    keys = lfw_pairs.read_image_list(shared_data / "lfw" / "lfw_patch_part.txt")
     assert len(keys) == 13233 == len(set(keys))
     assert keys[0] == "Aaron_Eckhart/Aaron_Eckhart_0001.jpg"  # from "/lfw_patch/Aaron_Eckhart/...jpg\r\n"
     assert all(k.count("/") == 1 and not k.endswith("\r") and k.endswith(".jpg") for k in keys)
     # every pair of pairs.txt names an image of the list
-    pairs = lfw.read_pairs(shared_data / "lfw" / "pairs.txt")
+    pairs = lfw_pairs.read_pairs(shared_data / "lfw" / "pairs.txt")
     assert {k for p in pairs for k in (p.key1, p.key2)} <= set(keys)
 
 
 def test_view1_dev_test_stratified(shared_data):
-    pairs, fmt = lfw.read_pairs_with_format(shared_data / "lfw" / "pairsDevTest.txt")
-    assert fmt == lfw.VIEW1
+    pairs, fmt = lfw_pairs.read_pairs_with_format(shared_data / "lfw" / "pairsDevTest.txt")
+    assert fmt == lfw_pairs.VIEW1
     assert len(pairs) == 1000
     assert [p.is_same for p in pairs] == [True] * 500 + [False] * 500
     assert fold_counts(pairs) == {(k, s): 50 for k in range(10) for s in (True, False)}
@@ -65,25 +65,25 @@ def test_view1_dev_test_stratified(shared_data):
 
 
 def test_view1_dev_train(shared_data):
-    pairs = lfw.read_pairs(shared_data / "lfw" / "pairsDevTrain.txt")
+    pairs = lfw_pairs.read_pairs(shared_data / "lfw" / "pairsDevTrain.txt")
     assert len(pairs) == 2200
     assert fold_counts(pairs) == {(k, s): 110 for k in range(10) for s in (True, False)}
 
 
 def test_round_trip_real_files(shared_data, tmp_path):
     original = shared_data / "lfw" / "pairs.txt"
-    pairs = lfw.read_pairs(original)
+    pairs = lfw_pairs.read_pairs(original)
     write_pair_label(pairs, tmp_path / "pair.label")
     assert (tmp_path / "pair.label").read_bytes() == (shared_data / "lfw" / "pair.label").read_bytes()
-    again = lfw.read_pairs(tmp_path / "pair.label")
+    again = lfw_pairs.read_pairs(tmp_path / "pair.label")
     assert again == pairs
-    lfw.write_pairs_txt(again, tmp_path / "pairs.txt")
+    lfw_pairs.write_pairs_txt(again, tmp_path / "pairs.txt")
     assert (tmp_path / "pairs.txt").read_bytes() == original.read_bytes()
 
-    dev = lfw.read_pairs(shared_data / "lfw" / "pairsDevTest.txt")
+    dev = lfw_pairs.read_pairs(shared_data / "lfw" / "pairsDevTest.txt")
     write_pair_label(dev, tmp_path / "dev.label")
-    assert lfw.read_pairs(tmp_path / "dev.label") == dev  # not 10 blocks -> stratified again, same folds
-    lfw.write_pairs_txt(dev, tmp_path / "dev.txt")
+    assert lfw_pairs.read_pairs(tmp_path / "dev.label") == dev  # not 10 blocks -> stratified again, same folds
+    lfw_pairs.write_pairs_txt(dev, tmp_path / "dev.txt")
     assert (tmp_path / "dev.txt").read_bytes() == (shared_data / "lfw" / "pairsDevTest.txt").read_bytes()
 
 
@@ -98,16 +98,16 @@ def write(path, text, newline="\n"):
 def test_image_list_prefix_crlf_blank(tmp_path):
     path = write(tmp_path / "list.txt", "/lfw_patch/A_B/A_B_0001.jpg\n\n  C/C_0002.jpg  \nx/y/D/D_0001.jpg\n\n",
                  newline="\r\n")
-    assert lfw.read_image_list(path) == ["A_B/A_B_0001.jpg", "C/C_0002.jpg", "D/D_0001.jpg"]
+    assert lfw_pairs.read_image_list(path) == ["A_B/A_B_0001.jpg", "C/C_0002.jpg", "D/D_0001.jpg"]
 
 
 def test_image_list_duplicate_names_line(tmp_path):
     path = write(tmp_path / "list.txt", "/a/A/A_0001.jpg\nB/B_0001.jpg\n\nA/A_0001.jpg\n")
     with pytest.raises(ValueError, match=r"list.txt:4: duplicate image 'A/A_0001.jpg' \(first listed on line 1\)"):
-        lfw.read_image_list(path)
+        lfw_pairs.read_image_list(path)
     path = write(tmp_path / "bad.txt", "A/A_0001.jpg\nnoslash.jpg\n")
     with pytest.raises(ValueError, match=r"bad.txt:2: .*noslash.jpg"):
-        lfw.read_image_list(path)
+        lfw_pairs.read_image_list(path)
 
 
 def test_write_image_list(tmp_path):
@@ -118,29 +118,29 @@ def test_write_image_list(tmp_path):
     (root / "stray.jpg").write_bytes(b"")  # not inside a <Name> folder
     keys = write_image_list(root, tmp_path / "list.txt")
     assert keys == ["Al/Al_0001.png", "Bob/Bob_0001.JPG", "Bob/Bob_0002.jpg", "s1/1.pgm"]
-    assert lfw.read_image_list(tmp_path / "list.txt") == keys
+    assert lfw_pairs.read_image_list(tmp_path / "list.txt") == keys
 
 
 def synthetic_view2(n_folds=10, n=3):
     pairs = []
     for k in range(n_folds):
-        pairs += [Pair(lfw.lfw_key("P%d_%d" % (k, i), 1), lfw.lfw_key("P%d_%d" % (k, i), 2 + i), True, k)
+        pairs += [Pair(lfw_pairs.lfw_key("P%d_%d" % (k, i), 1), lfw_pairs.lfw_key("P%d_%d" % (k, i), 2 + i), True, k)
                   for i in range(n)]
-        pairs += [Pair(lfw.lfw_key("Q%d" % i, 1), lfw.lfw_key("R-%d" % i, 12), False, k) for i in range(n)]
+        pairs += [Pair(lfw_pairs.lfw_key("Q%d" % i, 1), lfw_pairs.lfw_key("R-%d" % i, 12), False, k) for i in range(n)]
     return pairs
 
 
 def test_synthetic_round_trip(tmp_path):
     pairs = synthetic_view2()
-    lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")
+    lfw_pairs.write_pairs_txt(pairs, tmp_path / "pairs.txt")
     assert (tmp_path / "pairs.txt").read_text().splitlines()[:2] == ["10\t3", "P0_0\t1\t2"]
-    assert lfw.read_pairs_with_format(tmp_path / "pairs.txt") == (pairs, lfw.VIEW2)
+    assert lfw_pairs.read_pairs_with_format(tmp_path / "pairs.txt") == (pairs, lfw_pairs.VIEW2)
     write_pair_label(pairs, tmp_path / "pair.label")
-    assert lfw.read_pairs_with_format(tmp_path / "pair.label") == (pairs, lfw.PAIR_LABEL)
+    assert lfw_pairs.read_pairs_with_format(tmp_path / "pair.label") == (pairs, lfw_pairs.PAIR_LABEL)
     # CRLF and blank lines change nothing
     text = (tmp_path / "pairs.txt").read_text()
     write(tmp_path / "crlf.txt", "\n" + text.replace("\n", "\n\n"), newline="\r\n")
-    assert lfw.read_pairs(tmp_path / "crlf.txt") == pairs
+    assert lfw_pairs.read_pairs(tmp_path / "crlf.txt") == pairs
 
 
 def test_generic_pair_label_gets_stratified_folds(tmp_path):
@@ -148,12 +148,12 @@ def test_generic_pair_label_gets_stratified_folds(tmp_path):
     lines = ["1 A/A_%04d.jpg A/A_%04d.jpg" % (i + 1, i + 2) for i in range(25)]
     lines += ["0 A/A_0001.jpg B/B_%04d.jpg" % (i + 1) for i in range(15)]
     write(tmp_path / "pair.label", "\n".join(lines) + "\n")
-    pairs = lfw.read_pairs(tmp_path / "pair.label")
+    pairs = lfw_pairs.read_pairs(tmp_path / "pair.label")
     assert [p.fold for p in pairs[:25]] == [10 * i // 25 for i in range(25)]
     assert [p.fold for p in pairs[25:]] == [10 * i // 15 for i in range(15)]
     assert [p.fold for p in pairs[:5]] == [0, 0, 0, 1, 1]
     with pytest.raises(ValueError, match="neither order"):
-        lfw.write_pairs_txt(pairs, tmp_path / "pairs.txt")  # 25 + 15 cannot be written as pairs.txt
+        lfw_pairs.write_pairs_txt(pairs, tmp_path / "pairs.txt")  # 25 + 15 cannot be written as pairs.txt
 
 
 @pytest.mark.parametrize("text, line, what", [
@@ -169,22 +169,22 @@ def test_generic_pair_label_gets_stratified_folds(tmp_path):
 ])
 def test_malformed_lines_name_file_and_line(tmp_path, text, line, what):
     path = write(tmp_path / "bad_pairs.txt", text)
-    with pytest.raises(lfw.PairFileError) as info:
-        lfw.read_pairs(path)
+    with pytest.raises(lfw_pairs.PairFileError) as info:
+        lfw_pairs.read_pairs(path)
     message = str(info.value)
     assert f"bad_pairs.txt:{line}:" in message and what in message
 
 
 def test_empty_pair_file(tmp_path):
-    with pytest.raises(lfw.PairFileError, match="empty"):
-        lfw.read_pairs(write(tmp_path / "empty.txt", "\n\n"))
+    with pytest.raises(lfw_pairs.PairFileError, match="empty"):
+        lfw_pairs.read_pairs(write(tmp_path / "empty.txt", "\n\n"))
 
 
 def test_write_pairs_txt_rejects_what_it_cannot_express(tmp_path):
     pairs = synthetic_view2(n_folds=2, n=1)
     bad = [Pair("A/A_0001.jpg", "B/B_0001.jpg", True, 0)] + pairs[1:]
     with pytest.raises(ValueError, match="two names"):
-        lfw.write_pairs_txt(bad, tmp_path / "x.txt")
+        lfw_pairs.write_pairs_txt(bad, tmp_path / "x.txt")
     odd = [Pair("A/A_1.png", "A/A_0002.jpg", True, 0)] + pairs[1:]
     with pytest.raises(ValueError, match="not an LFW key"):
-        lfw.write_pairs_txt(odd, tmp_path / "x.txt")
+        lfw_pairs.write_pairs_txt(odd, tmp_path / "x.txt")

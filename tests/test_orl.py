@@ -70,7 +70,9 @@ def test_orl_verification_of_unseen_people(orl_model, shared_data):
     from lightcnn.embedding import load_checkpoint_embedding
     from lightcnn.extract import extract_features
     from lightcnn.images import load_eval_image
-    from lightcnn.verification import Features, format_table, verify
+    from lightcnn.protocols.features import Features
+    from lightcnn.protocols.report import format_table
+    from lightcnn.protocols.tenfold import verify
     keys, pairs = unseen_pairs()
     net, preprocess, _ = load_checkpoint_embedding(str(orl_model["prefix"]))
     extracted = extract_features(net, [shared_data / "orl_faces" / k for k in keys], preprocess, keys=keys,

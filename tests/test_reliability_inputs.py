@@ -15,9 +15,8 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import (align, align_folder, checkpoint, convert, export, extract, files, images, init, packing, prepare,
-                      verify)
-from lightcnn.cli import prepare as prepare_cli
+from lightcnn import (align, align_folder, checkpoint, convert, export, extract, files, images, init, packing, prepare)
+from lightcnn.cli import prepare as prepare_cli, verify_pair
 from lightcnn.faces import MIN_FACE_SIZE, ImageTooSmallError
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
@@ -141,7 +140,7 @@ def test_verify_refuses_a_photo_too_small_in_one_line(face, tmp_path, capsys, al
     prefix = save_random(tmp_path / "m", Preprocess(align=images.TEMPLATE) if aligned else Preprocess())
     tiny = write_image(tmp_path / "tiny.png", noise(10, 10))
 
-    code, err = command(verify.main, capsys, face, tiny, "--model-prefix", prefix, "--threshold", 0.5)
+    code, err = command(verify_pair.main, capsys, face, tiny, "--model-prefix", prefix, "--threshold", 0.5)
 
     assert code == 2 and "Traceback" not in err, err
     assert last_line(err) == f"error: {tiny}: too small to be a face: 10x10 px (the short side must be at least 32 px)"
@@ -209,7 +208,7 @@ def test_every_load_of_a_checkpoint_refuses_non_finite_weights(model, face, tmp_
     for argv in (["--model-prefix", prefix], ["--symbol", checkpoint.symbol_path(prefix), "--params", params]):
         code, err = command(extract.main, capsys, *argv, "--image-root", face.parent, "--out", tmp_path / "f.mat")
         assert code == 2 and last_line(err) == f"error: {message}", err
-    code, err = command(verify.main, capsys, face, face, "--model-prefix", prefix, "--threshold", 0.5)
+    code, err = command(verify_pair.main, capsys, face, face, "--model-prefix", prefix, "--threshold", 0.5)
     assert code == 2 and last_line(err) == f"error: {message}", err
     assert not (tmp_path / "f.mat").exists()
     # fine-tuning from it, and resuming it
@@ -286,7 +285,7 @@ def test_export_without_its_symbol_file_is_one_line(model, tmp_path, capsys):
 def test_verify_says_a_folder_is_not_a_photo(model, face, tmp_path, capsys):
     folder = tmp_path / "photos"
     folder.mkdir()
-    code, err = command(verify.main, capsys, folder, face, "--model-prefix", model, "--threshold", 0.5)
+    code, err = command(verify_pair.main, capsys, folder, face, "--model-prefix", model, "--threshold", 0.5)
     assert code == 2 and last_line(err) == f"error: {folder} is a folder, not a photo: give an image file", err
 
 

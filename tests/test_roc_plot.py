@@ -7,16 +7,16 @@ import cv2
 import numpy as np
 import pytest
 
-from lightcnn import lfw, verification as v
 from lightcnn.extract import save_features_mat
-from lightcnn.lfw import Pair
+from lightcnn.protocols import lfw_eval, lfw_pairs, report
+from lightcnn.protocols.lfw_pairs import Pair
 
 MATLAB_DIR = pathlib.Path(__file__).resolve().parents[1] / "lfw_verification-matlab"
 SIDE, MARGIN = 480, 40  # lfw_raster_roc.m's canvas
 
 
 def test_far_floor_is_the_decade_below_one_over_n():
-    assert [v.far_floor(n) for n in (0, 1, 9, 10, 471, 1000, 1001, 4500)] == \
+    assert [report.far_floor(n) for n in (0, 1, 9, 10, 471, 1000, 1001, 4500)] == \
         [1e-4, 1.0, 0.1, 0.1, 1e-3, 1e-3, 1e-4, 1e-4]
 
 
@@ -29,33 +29,33 @@ def evaluated(tmp_path_factory):
     for p in range(30):
         centre = rng.normal(size=32)
         for i in range(1, 7):
-            keys.append(lfw.lfw_key(f"P{p:02d}", i))
+            keys.append(lfw_pairs.lfw_key(f"P{p:02d}", i))
             rows.append(centre + rng.normal(scale=1.5, size=32))
     pairs = []
     for k in range(10):
         for j in range(20):
             p = (3 * k + j) % 30
             a, b = rng.choice(np.arange(1, 7), 2, replace=False)
-            pairs.append(Pair(lfw.lfw_key(f"P{p:02d}", a), lfw.lfw_key(f"P{p:02d}", b), True, k))
+            pairs.append(Pair(lfw_pairs.lfw_key(f"P{p:02d}", a), lfw_pairs.lfw_key(f"P{p:02d}", b), True, k))
         for j in range(20):
             p, q = rng.choice(30, 2, replace=False)
-            pairs.append(Pair(lfw.lfw_key(f"P{p:02d}", 1), lfw.lfw_key(f"P{q:02d}", 2), False, k))
+            pairs.append(Pair(lfw_pairs.lfw_key(f"P{p:02d}", 1), lfw_pairs.lfw_key(f"P{q:02d}", 2), False, k))
     save_features_mat(str(folder / "f.mat"), np.array(rows, np.float32), keys)
-    lfw.write_pairs_txt(pairs, folder / "pairs.txt")
-    results = v.run(str(folder / "f.mat"), str(folder / "pairs.txt"), str(folder / "py"), log=lambda text: None)
+    lfw_pairs.write_pairs_txt(pairs, folder / "pairs.txt")
+    results = lfw_eval.run(str(folder / "f.mat"), str(folder / "pairs.txt"), str(folder / "py"), log=lambda text: None)
     return folder, results
 
 
 def test_python_draws_far_on_a_log_axis(evaluated):
     folder, results = evaluated
-    fig = v.roc_figure(results)
+    fig = report.roc_figure(results)
     ax = fig.axes[0]
     assert ax.get_xscale() == "log" and ax.get_yscale() == "linear"
     assert ax.get_xlim() == pytest.approx((1e-3, 1.0))  # 200 mismatched pairs: 1/200 -> the 10^-3 decade
     curve = ax.lines[1]
     assert min(curve.get_xdata()) == pytest.approx(1e-3)  # FAR 0 on the axis's left edge, not lost
     assert "TPR@FAR=1%" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
-    png = (folder / "py" / v.ROC_PNG).read_bytes()
+    png = (folder / "py" / report.ROC_PNG).read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -75,12 +75,12 @@ def test_octave_raster_has_the_same_log_axis(octave_cli, evaluated):
     done = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--no-history", "--eval", script],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    octave = v.read_results_json(folder / "oct" / v.RESULTS_JSON)
+    octave = report.read_results_json(folder / "oct" / report.RESULTS_JSON)
     np.testing.assert_allclose(octave["roc_fpr"], results["roc_fpr"], atol=1e-6)
-    img = cv2.imread(str(folder / "oct" / v.ROC_PNG), cv2.IMREAD_COLOR)  # BGR
+    img = cv2.imread(str(folder / "oct" / report.ROC_PNG), cv2.IMREAD_COLOR)  # BGR
     assert img.shape == (SIDE, SIDE, 3)
     blue = (img[:, :, 0] == 255) & (img[:, :, 1] == 0) & (img[:, :, 2] == 0)
-    lo = v.far_floor(results["n_mismatched"])
+    lo = report.far_floor(results["n_mismatched"])
     moved = 0
     for x, y in zip(results["roc_fpr"], results["roc_tpr"]):
         row, col = pixel(x, y, lo)

@@ -1,6 +1,6 @@
-"""python -m lightcnn.verify on real LFW photos, with a checkpoint the suite trains itself: LightCNN-9 on the aligned
-faces of ten LFW people (python -m lightcnn prepare --align, 12 photos each), evaluated on two more photos of each
-(which saves its threshold beside the checkpoint), then asked about two further photos of one person and of two
+"""python -m lightcnn verify-pair on real LFW photos, with a checkpoint the suite trains itself: LightCNN-9 on the
+aligned faces of ten LFW people (python -m lightcnn prepare --align, 12 photos each), evaluated on two more photos of
+each (which saves its threshold beside the checkpoint), then asked about two further photos of one person and of two
 people: photos it has never seen.
 
 Honestly: a network trained for a minute on 120 photos separates new photos of LFW people poorly (of the ten new
@@ -20,8 +20,10 @@ import cv2
 import numpy as np
 import pytest
 
-from lightcnn import lfw, verification
-from lightcnn.lfw import Pair
+from lightcnn.protocols import lfw_pairs, thresholds
+from lightcnn.protocols.features import load_features
+from lightcnn.protocols.lfw_pairs import Pair
+from lightcnn.protocols.similarity import cosine_scores
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:SymbolDatabase.GetPrototype:UserWarning")]
@@ -66,28 +68,28 @@ def lfw_model(shared_data, tmp_path_factory):
     pairs = [Pair(f"{n}/{held[n][0]}", f"{n}/{held[n][1]}", True, k % 2) for k, n in enumerate(names)]
     pairs += [Pair(f"{a}/{held[a][0]}", f"{b}/{held[b][1]}", False, k % 2)
               for k, (a, b) in enumerate(zip(names, names[1:] + names[:1]))]
-    lfw.write_pairs_txt(pairs, work / "pairs.txt")
+    lfw_pairs.write_pairs_txt(pairs, work / "pairs.txt")
     (work / "eval.txt").write_text("".join(k + "\n" for k in keys))
     done = run(ROOT / "extract_features" / "extract_features.py", "--model-prefix", prefix, "--image-list",
                work / "eval.txt", "--image-root", lfw_root, "--out", work / "eval.mat")
     assert done.returncode == 0, done.stderr[-3000:]
-    done = run("-m", "lightcnn.verification", "--features", work / "eval.mat", "--pairs", work / "pairs.txt",
+    done = run("-m", "lightcnn", "evaluate", "--features", work / "eval.mat", "--pairs", work / "pairs.txt",
                "--out-dir", work / "eval")
     assert done.returncode == 0, done.stderr
     assert "saved the threshold" in done.stdout
-    threshold = verification.load_model_threshold(prefix, EPOCHS)[0]["threshold"]
+    threshold = thresholds.load_model_threshold(prefix, EPOCHS)[0]["threshold"]
 
     # the photos verify is asked about (photos 3 and 4 of the held-out four), scored the extractor's way
     (work / "asked.txt").write_text("".join(f"{n}/{held[n][i]}\n" for n in names for i in (2, 3)))
     done = run(ROOT / "extract_features" / "extract_features.py", "--model-prefix", prefix, "--image-list",
                work / "asked.txt", "--image-root", lfw_root, "--out", work / "asked.mat")
     assert done.returncode == 0, done.stderr[-3000:]
-    asked = verification.load_features(work / "asked.mat")
+    asked = load_features(work / "asked.mat")
     row = {key: i for i, key in enumerate(asked.keys)}
 
     def score(a, i, b, j):
         x = asked.data[[row[f"{a}/{held[a][i]}"], row[f"{b}/{held[b][j]}"]]]
-        return float(verification.cosine_scores(x[:1], x[1:])[0])
+        return float(cosine_scores(x[:1], x[1:])[0])
     same = max(names, key=lambda n: score(n, 2, n, 3))
     two = min(zip(names, names[1:] + names[:1]), key=lambda ab: score(ab[0], 2, ab[1], 3))
     if score(same, 2, same, 3) < threshold + MARGIN or score(*two[:1], 2, two[1], 3) > threshold - MARGIN:
@@ -102,7 +104,7 @@ def photo(model, name, index):
 
 
 def verify(model, a, b, *extra):
-    return run("-m", "lightcnn.verify", a, b, "--model-prefix", model["prefix"], *extra)
+    return run("-m", "lightcnn", "verify-pair", a, b, "--model-prefix", model["prefix"], *extra)
 
 
 def score_of(done):
@@ -140,7 +142,7 @@ def test_the_threshold_can_be_given_and_is_needed(lfw_model, tmp_path):
     prefix = lfw_model["prefix"]
     for suffix in ("-symbol.json", f"-{lfw_model['epoch']:04d}.params", f"-{lfw_model['epoch']:04d}.json"):
         shutil.copy(f"{prefix}{suffix}", tmp_path / f"copy{suffix}")
-    done = run("-m", "lightcnn.verify", a, b, "--model-prefix", tmp_path / "copy")
+    done = run("-m", "lightcnn", "verify-pair", a, b, "--model-prefix", tmp_path / "copy")
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: no threshold: no LFW evaluation of this checkpoint has saved a "
                                           "threshold")
@@ -177,10 +179,12 @@ def test_photos_of_two_sizes_for_a_network_of_unaligned_faces(shared_data, tmp_p
     orl = shared_data / "orl_faces" / "s1" / "1.pgm"
     crop = next((shared_data / "lfw_gray144" / "Colin_Powell").iterdir())
     pair = tmp_path / "pair.png"
-    done = run("-m", "lightcnn.verify", orl, crop, "--model-prefix", prefix, "--threshold", "0.5", "--save-pair", pair)
+    done = run("-m", "lightcnn", "verify-pair", orl, crop, "--model-prefix", prefix, "--threshold", "0.5",
+               "--save-pair", pair)
     assert done.returncode in (0, 1), done.stderr
     assert f"{orl}: used as given (not square: centre-cropped to a square, as in training)" in done.stdout
     assert cv2.imread(str(pair), cv2.IMREAD_GRAYSCALE).shape == (144 + 28, 2 * 144 + 8)
-    refused = run("-m", "lightcnn.verify", orl, crop, "--model-prefix", prefix, "--save-pair", tmp_path / "p.jpg")
+    refused = run("-m", "lightcnn", "verify-pair", orl, crop, "--model-prefix", prefix, "--save-pair",
+                  tmp_path / "p.jpg")
     assert refused.returncode == 2 and refused.stderr.strip() == (
         f"error: --save-pair writes a PNG; give a name ending in .png, got {tmp_path / 'p.jpg'}")

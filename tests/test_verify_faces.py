@@ -1,5 +1,5 @@
-"""python -m lightcnn.verify checks for a face whatever the network was trained on, and never compares a small face in
-its whole photo: the dataset builder measures where the face detector's box sits in the training faces (real LFW
+"""python -m lightcnn verify-pair checks for a face whatever the network was trained on, and never compares a small face
+in its whole photo: the dataset builder measures where the face detector's box sits in the training faces (real LFW
 crops and ORL faces here), training records it in the checkpoint, and verify crops a photo with a much smaller face
 around it to that frame. Photos are real LFW crops, alone or pasted into a large gray canvas (a small face in a
 half-body-like photo); the networks are randomly initialised (the face check and the crop are the point, not the
@@ -13,7 +13,8 @@ import cv2
 import numpy as np
 import pytest
 
-from lightcnn import verify
+from lightcnn import pair_verdict
+from lightcnn.cli import verify_pair
 from lightcnn.images import FaceBox, Preprocess, load_gray, resize_square
 
 pytestmark = pytest.mark.filterwarnings("ignore:SymbolDatabase.GetPrototype:UserWarning")
@@ -113,8 +114,8 @@ def photos(shared_data, tmp_path_factory):
 
 
 def run_verify(capsys, *args):
-    """``(exit status, stdout, stderr)`` of ``python -m lightcnn.verify ARGS``, run in this process."""
-    status = verify.main([str(a) for a in args])
+    """``(exit status, stdout, stderr)`` of ``python -m lightcnn verify-pair ARGS``, run in this process."""
+    status = verify_pair.main([str(a) for a in args])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -188,14 +189,14 @@ def test_the_crop_puts_the_face_where_the_training_faces_have_it(shared_data):
                 canvas = np.full((1200, 1000), 110, np.uint8)
                 big = cv2.resize(face, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC)
                 canvas[150:150 + big.shape[0], 300:300 + big.shape[1]] = big
-                crop, how = verify.plain_face("p", canvas, detector, preprocess)
+                crop, how = pair_verdict.plain_face("p", canvas, detector, preprocess)
                 assert how.startswith("cropped around its face") and crop.shape[0] == crop.shape[1]
                 found = detector.detect(resize_square(crop, 144))
                 shares.append(found[0].width / 144)
         assert abs(np.median(shares) - LFW_FACE_BOX.share) < 0.02 and min(shares) > 0.78, shares
         strip = np.full((144, 400), 110, np.uint8)
         strip[:, :144] = faces[0]
-        crop, how = verify.plain_face("strip", strip, detector, preprocess)
+        crop, how = pair_verdict.plain_face("strip", strip, detector, preprocess)
         assert "(the face lies outside the photo's centre square; its box 0." in how
         box = detector.detect(resize_square(crop, 144))[0].box  # the face now where the training faces have it
         x, y = ((box[0] + box[2]) / 2 + 0.5) / 144, ((box[1] + box[3]) / 2 + 0.5) / 144
@@ -209,7 +210,7 @@ def test_a_small_face_cut_off_by_the_border_is_refused():
     face = Face((-80.0, 300.0, 40.0, 420.0), 0.9, np.zeros((6, 2)))  # 120 px wide, 79.5 px of it outside
     detector = types.SimpleNamespace(detect=lambda image: [face], min_size=40.0, max_outside=0.2)
     with pytest.raises(ValueError) as error:
-        verify.plain_face("p.jpg", gray, detector, Preprocess(face_box=LFW_FACE_BOX))
+        pair_verdict.plain_face("p.jpg", gray, detector, Preprocess(face_box=LFW_FACE_BOX))
     assert str(error.value).startswith("p.jpg: face cut off by the image border (66% of its box outside the photo, "
                                        "max-outside 20%); the photo must be cropped around the face (its box 0.12 "
                                        "of the side")
@@ -217,12 +218,13 @@ def test_a_small_face_cut_off_by_the_border_is_refused():
     small = Face((500.0, 300.0, 530.0, 330.0), 0.9, np.zeros((6, 2)))
     detector.detect = lambda image: [small]
     with pytest.raises(ValueError, match=r"^p.jpg: face too small: 30 px wide < min-size 40$"):
-        verify.plain_face("p.jpg", gray, detector, Preprocess(face_box=LFW_FACE_BOX))
+        pair_verdict.plain_face("p.jpg", gray, detector, Preprocess(face_box=LFW_FACE_BOX))
 
 
 def test_without_mediapipe_one_line_says_no_face_was_checked(models, photos):
     args = [photos["noise"], photos["half_body"], "--model-prefix", models["measured"], "--threshold", "0.5"]
-    code = f"import sys; sys.modules['mediapipe'] = None; from lightcnn.verify import main; sys.exit(main({args!r}))"
+    code = (f"import sys; sys.modules['mediapipe'] = None; from lightcnn.cli.verify_pair import main; "
+            f"sys.exit(main({args!r}))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert done.returncode in (0, 1), done.stderr
     notes = [line for line in done.stderr.splitlines() if line.startswith("note:")]

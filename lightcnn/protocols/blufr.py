@@ -2,7 +2,7 @@
 Recognition", IJCB 2014), number for number the same as ``lfw_verification-matlab/blufr_eval.m``.
 
 Inputs: a features file as the extractor writes it (``data`` N x D, ``label`` N keys ``Name/Name_NNNN.jpg``, optional
-``missing``; read by :func:`lightcnn.verification.load_features`) and BLUFR's configuration (the ``.mat`` or the folder
+``missing``; read by :func:`lightcnn.protocols.features.load_features`) and BLUFR's configuration (the ``.mat`` or the folder
 of its text lists, :mod:`lightcnn.protocols.blufr_config`). An image of the configuration without a feature row is an
 error giving the count and the first names; with ``exclude_missing`` it is dropped from every set of every trial
 (train, test, gallery, probe) and the number dropped per set and trial is printed and stored under ``excluded``. A
@@ -201,7 +201,7 @@ def _grid_index(grid, value):
 
 
 def evaluate(config, features, pca=0, exclude_missing=False, log=print):
-    """All trials on a :class:`~lightcnn.verification.Features`: the results dict (see the module doc)."""
+    """All trials on a :class:`~lightcnn.protocols.features.Features`: the results dict (see the module doc)."""
     rows = feature_rows(config, features)
     trials, excluded = apply_missing(config, rows, exclude_missing, log)
     data = np.zeros((len(config.names), features.data.shape[1]))
@@ -249,7 +249,7 @@ def collect(per_trial, excluded, pca=0):
 def run(features_path, config_path, out_dir, pca=0, exclude_missing=False, log=print):
     """Load, evaluate every trial, print the table, write blufr_results.json and the PNGs into ``out_dir``."""
     from lightcnn.protocols import blufr_report
-    from lightcnn.verification import load_features
+    from lightcnn.protocols.features import load_features
     config = load_config(config_path)
     features = load_features(features_path)
     results = {"features": str(features_path), "config": str(config_path)}

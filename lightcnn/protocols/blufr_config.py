@@ -56,7 +56,7 @@ def _index_column(value, what, n):
 
 
 def _from_mat(path):
-    from lightcnn.verification import _load_mat, _strings  # _load_mat's errors are one line naming the file
+    from lightcnn.protocols.features import _load_mat, _strings  # _load_mat's errors are one line naming the file
     content = _load_mat(path)
     for key in ("imageList", "labels") + tuple(MAT_NAMES.values()):
         if key not in content:

@@ -12,7 +12,7 @@ Steps, each with the project's own tool (the exact command is printed and its ou
               (same seed, same Xavier variant): the baseline is the trained network's own starting point;
 4. train      ``train_lightcnn.py --network lightcnn9`` for ``--epochs`` epochs on the CPU;
 5. extract    ``extract_features/extract_features.py`` on the images the pairs use, once per checkpoint;
-6. evaluate   ``python -m lightcnn.verification`` (10-fold accuracy, AUC, EER, ROC PNG) on raw pixels, the
+6. evaluate   ``python -m lightcnn evaluate`` (10-fold accuracy, AUC, EER, ROC PNG) on raw pixels, the
               untrained and the trained features;
 7. octave     ``lfw_eval.m`` in GNU Octave on the same files, when ``octave-cli`` is installed; its figures
               are checked against Python's.
@@ -36,7 +36,8 @@ import shutil
 import sys
 import time
 
-from lightcnn import cli, files, init, lfw, precision
+from lightcnn import cli, files, init, precision
+from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.images import Preprocess
 from lightcnn.tools import synthetic_faces
 from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, MATLAB_DIR, NETWORK, PipelineError, Steps, claim_output, pct,
@@ -198,10 +199,10 @@ def run_demo(args):
 
     # 6. evaluate (Python)
     results = {}
-    t = steps.begin("evaluate", "LFW protocol in Python (lightcnn.verification)")
+    t = steps.begin("evaluate", "LFW protocol in Python (python -m lightcnn evaluate)")
     for name, _ in MODELS:
         eval_dir = os.path.join(out, "eval", name)
-        command = [python, "-m", "lightcnn.verification", "--features", mats[name], "--pairs", pairs_path,
+        command = [python, "-m", "lightcnn", "evaluate", "--features", mats[name], "--pairs", pairs_path,
                    "--out-dir", eval_dir]
         if n_missing_images:
             command.append("--exclude-missing")
@@ -228,7 +229,7 @@ def run_demo(args):
                 agree.append(_octave_agrees(results[name], octave_results))
             paths["octave_results"] = os.path.join(out, "eval", "<features>", "octave")
             octave_note = ("lfw_eval.m (Octave) gives the same accuracy, AUC and EER for all three (to 1e-6)"
-                           if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn.verification DISAGREE: "
+                           if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn evaluate DISAGREE: "
                                               "compare eval/*/lfw_results.json with eval/*/octave/lfw_results.json")
         except PipelineError as error:  # the Python figures stand; say loudly that the MATLAB twin failed
             octave_note = f"WARNING: lfw_eval.m failed in Octave, see above; {error}".split("\n")[0]
@@ -304,7 +305,7 @@ def _m(text):
 
 
 def _read_results(path):
-    from lightcnn.verification import read_results_json
+    from lightcnn.protocols.report import read_results_json
     return read_results_json(path)
 
 

@@ -21,7 +21,8 @@ import sys
 
 import numpy as np
 
-from lightcnn import lfw, verification
+from lightcnn.protocols import lfw_pairs as lfw, tenfold
+from lightcnn.protocols.features import Features
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.extract import extract_features
 from lightcnn.images import load_eval_image
@@ -51,7 +52,7 @@ def verify_checkpoint(prefix, root, keys, pairs):
     net, preprocess, sidecar = load_checkpoint_embedding(prefix)
     found = extract_features(net, [os.path.join(root, *k.split("/")) for k in keys], preprocess, keys=keys,
                              log_interval=None)
-    return verification.verify(verification.Features(found.features, found.keys), pairs, log=lambda *_: None), \
+    return tenfold.verify(Features(found.features, found.keys), pairs, log=lambda *_: None), \
         preprocess
 
 
@@ -82,7 +83,7 @@ def run(args):
         pretrained_prefix = args.pretrained
     results["pretrained as it is"], _ = verify_checkpoint(pretrained_prefix, root, keys, pairs)
     pixels = np.stack([load_eval_image(os.path.join(root, *k.split("/")), preprocess).ravel() for k in keys])
-    results["raw pixels"] = verification.verify(verification.Features(pixels, keys), pairs, log=lambda *_: None)
+    results["raw pixels"] = tenfold.verify(Features(pixels, keys), pairs, log=lambda *_: None)
     lines = ["", f"ORL: trained on s1-s30 ({summary['train']['images']} images), verified on all {len(pairs)} pairs "
                  f"of the unseen s31-s40 ({args.epochs} epochs each; pretrained: {args.pretrained})",
              "%-22s %18s %8s %8s %12s" % ("features", "10-fold accuracy", "AUC", "EER", "TPR@FAR=1%")]

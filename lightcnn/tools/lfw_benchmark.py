@@ -11,10 +11,10 @@ About an hour of training on a 2-core CPU (the README has the measured time and 
 3. ``extract_features.py`` extracts the images of both evaluation sets (missing images skipped and recorded), once
    per precision of ``--features`` (float32, bfloat16, int8: the same network, to measure what low precision costs);
 4. the Python evaluator scores, for the trained features and for a raw-pixel cosine baseline:
-   - DevTest: View 1 ``pairsDevTest.txt`` (10 stratified folds, as ``lightcnn.lfw`` defines for View 1);
+   - DevTest: View 1 ``pairsDevTest.txt`` (10 stratified folds, as ``lightcnn.protocols.lfw_pairs`` defines for View 1);
    - View 2 unseen: the ``pairs.txt`` pairs whose two identities were not trained on, in their own folds;
    pairs with a missing image are left out, counted and listed (``OUT/eval/<set>/<features>/missing_pairs.txt``);
-   DevTest's best threshold is saved beside the checkpoint, for ``python -m lightcnn.verify``.
+   DevTest's best threshold is saved beside the checkpoint, for ``python -m lightcnn verify-pair``.
 
 ``--lfw-root`` may be a tree written by ``python -m lightcnn align``: the faces are then trained on and extracted as
 aligned (the dataset builder records it, the extractor repeats it).
@@ -32,8 +32,9 @@ import os
 import sys
 import time
 
-from lightcnn import files, init, lfw, precision
-from lightcnn import verification as v
+from lightcnn import files, init, precision
+from lightcnn.protocols import lfw_pairs as lfw, report, tenfold, thresholds
+from lightcnn.protocols.features import load_features
 from lightcnn.checkpoint import read_sidecar
 from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
                                      pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
@@ -61,14 +62,14 @@ def unseen_pairs(pairs, trained):
 
 def evaluate_set(name, features_path, pairs, pairs_label, out_dir, log):
     """The Python evaluator on ``pairs`` (Pair objects, their own folds), missing pairs excluded and listed."""
-    features = v.load_features(features_path)
+    features = load_features(features_path)
     results = {"features": features_path, "pairs": pairs_label, "pair_format": name}
-    results.update(v.verify(features, pairs, exclude_missing=True, log=lambda text: None))
+    results.update(tenfold.verify(features, pairs, exclude_missing=True, log=lambda text: None))
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "missing_pairs.txt"), "w", encoding="utf-8") as f:
         f.writelines(f"{k1}\t{k2}\n" for k1, k2 in results["excluded"])
-    log(v.format_table(results))
-    v.write_results(results, out_dir)
+    log(report.format_table(results))
+    report.write_results(results, out_dir)
     return results
 
 
@@ -147,7 +148,7 @@ def run(args):
               f"{len(missing)} images missing under {root}")
     steps.end("extract", t)
 
-    t = steps.begin("evaluate", "the LFW protocol (lightcnn.verification), missing pairs excluded and listed")
+    t = steps.begin("evaluate", "the LFW protocol (lightcnn evaluate), missing pairs excluded and listed")
     results = {}
     for set_name, pairs, label in (("DevTest", dev_test, dev_test_path),
                                    ("View 2 unseen", view2_unseen, view2_path + " (pairs of untrained identities)")):
@@ -155,8 +156,9 @@ def run(args):
             eval_dir = os.path.join(out, "eval", set_name.lower().replace(" ", "_"), feature_name)
             steps.say(f"\n-- {set_name}, {feature_name}")
             results[(set_name, feature_name)] = evaluate_set(set_name, mat, pairs, label, eval_dir, steps.say)
-    if "trained" in mats:  # DevTest's best threshold beside the checkpoint: `python -m lightcnn.verify` uses it
-        v.save_model_threshold(v.load_features(mats["trained"]).model, results[("DevTest", "trained")], steps.say)
+    if "trained" in mats:  # DevTest's best threshold beside the checkpoint: `python -m lightcnn verify-pair` uses it
+        thresholds.save_model_threshold(load_features(mats["trained"]).model, results[("DevTest", "trained")],
+                                        steps.say)
     steps.end("evaluate", t)
 
     lines = format_table(results, len(train_names))

@@ -23,7 +23,8 @@ import sys
 import time
 
 from lightcnn import cli, files
-from lightcnn import verification as v
+from lightcnn.protocols import tenfold
+from lightcnn.protocols.features import Features, load_features
 from lightcnn.checkpoint import read_sidecar
 from lightcnn.images import DEFAULT_FIT, FITS
 from lightcnn.tools.finetune_benchmark import TRAIN_PEOPLE, unseen_pairs  # the ORL protocol of tests/test_orl.py
@@ -41,7 +42,7 @@ def pixel_features(prefix, root, keys):
     _, preprocess, _ = load_checkpoint_embedding(prefix)
     result = extract.extract_features(lambda x: mx.nd.reshape(x, (0, -1)), [os.path.join(root, k) for k in keys],
                                       preprocess, keys=keys, log_interval=None)
-    return v.Features(result.features, result.keys)
+    return Features(result.features, result.keys)
 
 
 def run(args):
@@ -77,8 +78,8 @@ def run(args):
     steps.end("extract", t)
 
     quiet = lambda text: None  # noqa: E731
-    network = v.verify(v.load_features(mat), pairs, log=quiet)
-    pixels = v.verify(pixel_features(prefix, args.orl_root, keys), pairs, log=quiet)
+    network = tenfold.verify(load_features(mat), pairs, log=quiet)
+    pixels = tenfold.verify(pixel_features(prefix, args.orl_root, keys), pairs, log=quiet)
     results = {"fit": args.fit, "align": args.align, "epochs": args.epochs, "seed": args.seed,
                "val_accuracy": sidecar.training.metrics.get("val_accuracy"),
                "network": {k: network[k] for k in ("accuracy_mean", "accuracy_std", "auc", "eer", "n_pairs")},

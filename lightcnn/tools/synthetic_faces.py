@@ -49,7 +49,8 @@ import time
 import cv2
 import numpy as np
 
-from lightcnn import files, lfw
+from lightcnn import files
+from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.images import STORED_SIZE
 
 IMAGE_SIZE = STORED_SIZE
@@ -327,7 +328,8 @@ def render(p, v):
 def make_pairs(names, images_per_identity, pairs_per_fold, seed, n_folds=N_FOLDS):
     """View-2-style pairs over the verification identities ``names``: fold-disjoint identities, no repeats.
 
-    Returns a list of :class:`lightcnn.lfw.Pair` in block order (fold 0's matched then mismatched pairs, ...).
+    Returns a list of :class:`lightcnn.protocols.lfw_pairs.Pair` in block order (fold 0's matched then mismatched
+    pairs, ...).
     """
     if len(names) < 2 * n_folds:
         raise ValueError(f"{len(names)} verification identities: at least {2 * n_folds} are needed "

@@ -42,7 +42,7 @@ def _train(argv):
             log.info("faces: %s", data.preprocess.describe())
         verify = None
         if config.verify_pairs:
-            from lightcnn.training.verify import make_pair_verifier
+            from lightcnn.training.lfw_check import make_pair_verifier
             verify = make_pair_verifier(config.verify_pairs, config.verify_root,
                                         data.preprocess or config.preprocess, logger=log)
         fit(config, data, verify=verify, logger=log, ctxs=ctxs, store=store)

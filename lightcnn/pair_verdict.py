@@ -1,7 +1,5 @@
-"""Two photos, one question: the same person? Cosine similarity of their LightCNN features against a threshold.
-
-    python -m lightcnn.verify a.jpg b.jpg --model-prefix M [--epoch N] [--threshold T] [--save-pair pair.png]
-        [--gpus 0] [--min-size 40 ...]
+"""Two photos, one question: the same person? The faces a checkpoint's network should see in two photos, and the
+cosine similarity of their features (the command is ``python -m lightcnn verify-pair``, :mod:`lightcnn.cli.verify_pair`).
 
 Each photo goes through the checkpoint's own preprocessing (its sidecar): a network trained on aligned faces gets
 the largest face of each photo aligned to its template (a photo without a usable face is an error saying why); one
@@ -9,34 +7,23 @@ trained on faces used as given gets the photos as they are, once MediaPipe's fac
 (none is an error; without MediaPipe a note says that no face was checked). A face much smaller than in the training
 faces (the detector's box under :data:`SMALL_FACE` of theirs, as the dataset builder measured it: the sidecar's
 ``face_box``) is not compared in its whole photo: the photo is cropped around it so that the box sits as it sat in
-the training faces, and the network sees that crop. It prints the cosine similarity, the threshold and where it
-comes from, and "same" or "different"; the exit status is 0 for same, 1 for different, 2 for an error.
-
-The threshold is ``--threshold`` when given, else the one the Python LFW evaluator saved beside this checkpoint
-(``PREFIX-NNNN-threshold.json``): the extractor records in its ``.mat`` which checkpoint made the features, and
-``python -m lightcnn.verification`` then saves the best threshold on all the pairs it evaluated, with the pairs and
-the accuracy, beside that checkpoint. A threshold saved for weights that have been replaced since is not used.
-``--save-pair`` writes the two faces the network saw (before the centre crop) side by side, with the verdict: the
-crops, where a photo was cropped.
+the training faces, and the network sees that crop. The score is :func:`lightcnn.protocols.similarity.cosine_scores`,
+the one the LFW evaluator chose its threshold on (:mod:`lightcnn.protocols.thresholds`).
 """
-import argparse
 import os
-import sys
 
 import numpy as np
 
-from lightcnn import align as aligning, cli, files, verification
-from lightcnn.cli.align import add_policy_flags, given_policy
+from lightcnn import align as aligning, files
 from lightcnn.images import (FIT_WORDS, FaceBox, Template, eval_input, load_gray, read_image_file,
                              resize_square)
+from lightcnn.protocols.similarity import cosine_scores
 
-SAME, DIFFERENT = 0, 1
 # A face whose detector box is under this share of the training faces' (the median) is "much smaller": the photo is
-# cropped around it. Training faces stay above it: the 1st percentile of their share is 0.83 of the median on 2,000
-# LFW crops and on the 400 ORL faces, the smallest 0.76 and 0.79.
+# cropped around it. Training faces stay above it (their 1st percentile on LFW and ORL, in the README's face sizes).
 SMALL_FACE = 0.8
 # The face box assumed for a checkpoint that records none (its dataset was built before prepare measured it): the LFW
-# crops' (prepare on lfw_gray144, the `make lfw` data: 0.86 at (0.50, 0.60)); ORL's is close, 0.85 at (0.49, 0.66).
+# crops' (prepare on lfw_gray144, the `make lfw` data; ORL's is close, see the README's face sizes).
 CROP_FACE_BOX = FaceBox(0.86, 0.50, 0.60)
 
 
@@ -147,9 +134,9 @@ def plain_face(path, gray, detector, preprocess):
                          f"max-outside {detector.max_outside:.0%}); the photo must be cropped around the face "
                          f"({why}) and the crop would not hold the whole face: give a photo that shows all of it")
     left, top, side = frame_square(box, frame)
-    # The box's size depends on the detector model that found the face (up to 20% either way: a small face in a large
-    # photo is found by the full-range model, a training face mostly by the short-range one), so it is measured
-    # again as training measured it: on the crop, at the stored size.
+    # The box's size depends on the detector model that found the face (a small face in a large photo is found by the
+    # full-range model, a training face mostly by the short-range one), so it is measured again as training measured
+    # it: on the crop, at the stored size.
     scale = side / preprocess.image_size
     again = detector.detect(resize_square(crop_square(gray, left, top, side), preprocess.image_size))
     if again:
@@ -160,36 +147,6 @@ def plain_face(path, gray, detector, preprocess):
         f"cropped around its face to the training faces' size ({why}): {side}x{side} px at ({left}, {top}) of the "
         f"{w}x{h} photo{several}")
 
-
-def cosine(a, b):
-    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
-    norm = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norm) if norm > 0 else 0.0
-
-
-def given_threshold(value):
-    """``--threshold`` as a float; ValueError unless finite (NaN says "different" to every pair, +-inf one answer
-    to all)."""
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"--threshold: must be a finite number, got {value}")
-    return value
-
-
-def resolve_threshold(given, prefix, sidecar):
-    """``(threshold, where it comes from)``: the given one, or the one saved by the LFW evaluation of this
-    checkpoint; ValueError saying what to do when there is neither."""
-    if given is not None:
-        return given_threshold(given), "given with --threshold"
-    record, why = verification.load_model_threshold(prefix, sidecar.epoch, sidecar.checksums.get("params"))
-    if record is None:
-        raise ValueError(f"no threshold: {why}. Pass --threshold T, or evaluate this checkpoint on LFW pairs first "
-                         f"(extract_features.py --model-prefix {prefix}, then python -m lightcnn.verification)")
-    pairs = os.path.basename(record.get("pairs") or "?")
-    return float(record["threshold"]), (
-        f"saved by the LFW evaluation of {record.get('saved', '?')} on {pairs}: best on its {record['n_pairs']} "
-        f"pairs, {100 * record['best_accuracy']:.1f}% of them right at it; 10-fold accuracy "
-        f"{100 * record['accuracy_mean']:.1f}%")
 
 
 def save_pair(path, faces, text):
@@ -205,78 +162,42 @@ def save_pair(path, faces, text):
             raise OSError(f"cannot write {path}")
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.verify",
-                                     description="Are two photos of the same person? Cosine similarity of LightCNN "
-                                                 "features against a threshold; exit 0 for same, 1 for different.")
-    parser.add_argument("photos", nargs=2, metavar="PHOTO", help="two image files (jpg, png, pgm, bmp)")
-    parser.add_argument("--model-prefix", required=True, help="training checkpoint prefix")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (default: the last one saved)")
-    parser.add_argument("--threshold", type=float, default=None,
-                        help="same when cosine >= this (default: the one the last LFW evaluation of this checkpoint "
-                             "saved beside it)")
-    parser.add_argument("--save-pair", metavar="PNG", help="write the two faces side by side with the verdict")
-    parser.add_argument("--gpus", default="", help="a GPU to run on, e.g. '0'; empty: the CPU")
-    add_policy_flags(parser)
-    cli.add_debug_flag(parser)
-    return parser
 
-
-def _verify(argv):
-    args = build_parser().parse_args(argv)
-    from lightcnn.devices import contexts_from_gpus
-    from lightcnn.embedding import load_checkpoint_embedding
-    import mxnet as mx
-
-    if args.save_pair and not args.save_pair.lower().endswith(".png"):
-        raise ValueError(f"--save-pair writes a PNG; give a name ending in .png, got {args.save_pair}")
-    if args.threshold is not None:
-        given_threshold(args.threshold)  # refused before the checkpoint loads
-    ctx = contexts_from_gpus(args.gpus)[:1]
-    for path in args.photos:
+def check_photos(paths):
+    """FileNotFoundError or IsADirectoryError for a path that is not an image file, before anything loads."""
+    for path in paths:
         if os.path.isdir(path):
             raise IsADirectoryError(f"{path} is a folder, not a photo: give an image file")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path}: no such file")
-    net, preprocess, sidecar = load_checkpoint_embedding(args.model_prefix, args.epoch, ctx)
-    threshold, source = resolve_threshold(args.threshold, args.model_prefix, sidecar)
+
+
+def photo_faces(paths, preprocess, policy, note):
+    """``[(gray face, what was done)]`` of each photo (:func:`face_of`): aligned when the network was trained on
+    aligned faces, else checked for a face when MediaPipe is installed (``note`` says when it is not). ``policy``: the
+    face-policy settings given (:func:`lightcnn.align.given_policy`)."""
     aligner = detector = None
     if preprocess.align:
-        aligner = aligning.Aligner(preprocess.align, **given_policy(args))
+        aligner = aligning.Aligner(preprocess.align, **policy)
     elif aligning.mediapipe_available():  # a face check for networks of faces used as given too
-        detector = aligning.Aligner(Template(landmarks="detector"), **given_policy(args))
+        detector = aligning.Aligner(Template(landmarks="detector"), **policy)
     else:
-        print(f"note: no face check: mediapipe is not installed, so the photos are used as given; pip install "
-              f"{aligning.INSTALL} adds the check", file=sys.stderr)
+        note(f"note: no face check: mediapipe is not installed, so the photos are used as given; pip install "
+             f"{aligning.INSTALL} adds the check")
     try:
-        faces = [face_of(path, preprocess, aligner, detector) for path in args.photos]
+        return [face_of(path, preprocess, aligner, detector) for path in paths]
     finally:
         for graphs in (aligner, detector):
             if graphs is not None:
                 graphs.close()
-    for path, (_, how) in zip(args.photos, faces):
-        print(f"{path}: {how}")
-    # as training stored them: square, image_size (aligned faces already are); the network sees their centre crop
-    squares = [resize_square(face, preprocess.image_size, preprocess.fit) for face, _ in faces]
+
+
+def compare(net, preprocess, faces, ctx):
+    """``(squares, cosine)``: the two faces as training stored them (square, ``image_size``; aligned faces already
+    are) and the cosine similarity of the network's features of their centre crops."""
+    import mxnet as mx
+
+    squares = [resize_square(face, preprocess.image_size, preprocess.fit) for face in faces]
     batch = np.stack([eval_input(square, preprocess) for square in squares])  # (2, 1, crop, crop)
-    features = net.features(mx.nd.array(batch, ctx=ctx[0])).asnumpy()
-    score = cosine(features[0], features[1])
-    same = score >= threshold
-    verdict = "same" if same else "different"
-    print(f"cosine similarity {score:.4f}")
-    print(f"threshold {threshold:.4f} ({source})")
-    print(verdict)
-    if args.save_pair:
-        save_pair(args.save_pair, squares,
-                  f"cosine {score:.3f} {'>=' if same else '<'} {threshold:.3f}: {verdict}")
-        print(f"wrote {args.save_pair}", file=sys.stderr)
-    return SAME if same else DIFFERENT
-
-
-def main(argv=None):
-    """The command line; returns 0 (same), 1 (different) or 2 (an error, said in one line)."""
-    return cli.run(_verify, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    features = net.features(mx.nd.array(batch, ctx=ctx)).asnumpy()  # (2, embedding)
+    return squares, float(cosine_scores(features[:1], features[1:])[0])

@@ -1,10 +1,13 @@
-"""Verification during training: after every epoch, the 10-fold accuracy of the current network on an LFW pair file
-(``--verify-pairs pairs.txt --verify-root DIR``), with the extractor's preprocessing and the evaluator's protocol."""
+"""The per-epoch LFW check of training: after every epoch, the 10-fold accuracy of the current network on an LFW
+pair file (``--verify-pairs pairs.txt --verify-root DIR``), with the extractor's preprocessing and the evaluator's
+protocol."""
 import logging
 import os
 
-from lightcnn import extract, lfw, verification
+from lightcnn import extract
 from lightcnn.images import Preprocess
+from lightcnn.protocols import lfw_pairs, tenfold
+from lightcnn.protocols.features import Features
 
 
 def make_pair_verifier(pairs_path, image_root, preprocess=Preprocess(), batch_size=extract.DEFAULT_BATCH_SIZE,
@@ -14,10 +17,10 @@ def make_pair_verifier(pairs_path, image_root, preprocess=Preprocess(), batch_si
     Only the images the pairs use are extracted (``image_root/Name/Name_NNNN.jpg``). Pairs with an image that is
     missing are excluded and reported: the list once here, and the count with every result. Pairs with an image
     that exists but cannot be decoded are excluded the same way (and listed when first seen). The folds are the
-    pair file's own (see :func:`lightcnn.lfw.read_pairs`); every fold must keep at least one pair.
+    pair file's own (see :func:`lightcnn.protocols.lfw_pairs.read_pairs`); every fold must keep at least one pair.
     """
     log = logger or logging.getLogger(__name__)
-    pairs = lfw.read_pairs(pairs_path)
+    pairs = lfw_pairs.read_pairs(pairs_path)
     keys = list(dict.fromkeys(k for p in pairs for k in (p.key1, p.key2)))
     paths = {k: os.path.join(image_root, *k.split("/")) for k in keys}
     absent = {k for k in keys if not os.path.isfile(paths[k])}
@@ -40,8 +43,8 @@ def make_pair_verifier(pairs_path, image_root, preprocess=Preprocess(), batch_si
         result = extract.extract_features(net, [paths[k] for k in present], preprocess, ctx, batch_size, flip,
                                           skip_missing=True, keys=present, workers=workers,
                                           log_interval=log_interval, log=log, aligned=aligned)
-        features = verification.Features(result.features, result.keys, frozenset(result.missing))
-        results = verification.verify(features, pairs, exclude_missing=True, log=lambda message: None)
+        features = Features(result.features, result.keys, frozenset(result.missing))
+        results = tenfold.verify(features, pairs, exclude_missing=True, log=lambda message: None)
         new = [tuple(pair) for pair in results["excluded"] if tuple(pair) not in reported]
         if new:
             log.warning("verification: %d more pairs excluded, an image cannot be read:\n%s", len(new),
