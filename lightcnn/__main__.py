@@ -10,13 +10,13 @@ import sys
 COMMANDS = {
     "prepare": "lightcnn.prepare",
     "train": "lightcnn.training.cli",
-    "extract": "lightcnn.extract",
+    "extract": "lightcnn.cli.extract",
     "evaluate": "lightcnn.verification",
     "blufr": "lightcnn.cli.blufr",
     "align": "lightcnn.align",
     "verify-pair": "lightcnn.verify",
-    "convert": "lightcnn.convert",
-    "export": "lightcnn.export",
+    "convert": "lightcnn.cli.convert",
+    "export": "lightcnn.cli.export",
     "launch": "lightcnn.training.launch",
 }
 

@@ -15,7 +15,8 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import align, checkpoint, convert, export, extract, files, images, init, prepare, verify
+from lightcnn import align, checkpoint, feature_files, files, images, init, prepare, verify
+from lightcnn.cli import convert, export, extract
 from lightcnn.images import MIN_FACE_SIZE, Preprocess
 from lightcnn.model import ModelSpec
 from lightcnn.training import cli as train_cli
@@ -325,7 +326,7 @@ def test_a_full_disk_under_the_extractors_outputs_names_them(model, face, mounte
     assert code == 2 and last_line(err).startswith(f"error: cannot write {mat}: No space left on device ("), err
     features, keys = np.zeros((1000, 256), np.float32), [f"p/{i}.jpg" for i in range(1000)]
     with pytest.raises(OSError) as error:
-        extract.save_features_npy(str(mat), features, keys)
+        feature_files.save_features_npy(str(mat), features, keys)
     assert str(error.value).startswith(f"cannot write {disk / 'features.npy'}: No space left on device (")
     assert left_on(disk) == []
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from lightcnn import lfw, verification as v
-from lightcnn.extract import save_features_mat
+from lightcnn.feature_files import save_features_mat
 from lightcnn.lfw import Pair
 
 MATLAB_DIR = pathlib.Path(__file__).resolve().parents[1] / "lfw_verification-matlab"
