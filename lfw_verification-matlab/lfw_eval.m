@@ -21,7 +21,7 @@ function results = lfw_eval(varargin)
 %   other folds' pairs.
 %
 %   The figures, their definitions and the printed table are exactly those of the Python twin
-%   lightcnn/verification.py (see its module docstring); the returned struct has the same field names as its
+%   lightcnn/protocols/tenfold.py (see its module docstring); the returned struct has the same field names as its
 %   results dict. Runs unchanged in MATLAB and GNU Octave 7+ (octave-cli, headless). From a shell:
 %     octave-cli --no-history --eval "lfw_eval('LFW_features.mat', 'pairs.txt', 'results');"
 %   The ';' keeps the returned struct from being printed. Without --no-history Octave 7 saves its command history
@@ -69,7 +69,7 @@ function results = lfw_eval(varargin)
       fprintf('excluded %d of %d pairs with an image whose feature is zero (%d of %d feature rows have norm 0)%s\n', ...
               sum(on_zero), n_listed, numel(zero_names), numel(feats.keys), listing);
     else
-      shown = zero_names(1:min(end, 10));  % verification.py's ZERO_ROWS_SHOWN; the JSON has them all
+      shown = zero_names(1:min(end, 10));  % lightcnn/protocols/tenfold.py's ZERO_ROWS_SHOWN; the JSON has them all
       listing = sprintf('\n  %s', shown{:});
       if numel(zero_names) > numel(shown)
         listing = sprintf('%s\n  ... and %d more', listing, numel(zero_names) - numel(shown));

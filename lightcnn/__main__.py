@@ -10,13 +10,13 @@ import sys
 COMMANDS = {
     "prepare": "lightcnn.cli.prepare",
     "train": "lightcnn.training.cli",
-    "extract": "lightcnn.extract",
+    "extract": "lightcnn.cli.extract",
     "evaluate": "lightcnn.cli.evaluate",
     "blufr": "lightcnn.cli.blufr",
     "align": "lightcnn.cli.align",
     "verify-pair": "lightcnn.cli.verify_pair",
-    "convert": "lightcnn.convert",
-    "export": "lightcnn.export",
+    "convert": "lightcnn.cli.convert",
+    "export": "lightcnn.cli.export",
     "launch": "lightcnn.training.launch",
 }
 

@@ -9,7 +9,7 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import checkpoint, precision
+from lightcnn import checkpoint, precision, quantize
 from lightcnn.devices import as_context_list
 
 
@@ -116,7 +116,6 @@ def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int
     block = net.embedding if hasattr(net, "embedding") else net.embedding_block()
     block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))  # the conversions read the graph of a block that ran
     if quantize_int8:
-        from lightcnn import quantize
         if len(ctxs) != 1 or ctxs[0].device_type != "cpu":
             raise quantize.QuantizationError("INT8 extraction runs on the CPU (oneDNN): leave --gpus empty")
         return quantize.load_or_quantize(block, params_file, identity, calib_data,
@@ -127,7 +126,6 @@ def low_precision_embedding(net, ctxs, data_shape, dtype="float32", quantize_int
                                        f"GPU, or none for the CPU")
     if mfm_form == "sum-relu":
         # the same function with each MFM as b + relu(a - b), which oneDNN fuses into its convolutions
-        from lightcnn import quantize
         block = quantize.sum_relu_form(block, ctxs[0])
         block(mx.nd.zeros((1,) + tuple(data_shape), ctx=ctxs[0]))
     return _Features(precision.convert_for_inference(block, dtype, ctxs[0]))

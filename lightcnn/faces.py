@@ -6,7 +6,7 @@ name ends like one (:data:`IMAGE_EXTENSIONS`) and does not start with a dot. The
 is packed by the other file for file, and anything they leave out is listed with the reason.
 
 The face policy: an image smaller than :data:`MIN_FACE_SIZE` on its short side is no face (:func:`too_small`); the
-builder skips it with the reason, the extractor and ``lightcnn.verify`` refuse it (:func:`check_face_size`).
+builder skips it with the reason, the extractor and ``verify-pair`` refuse it (:func:`check_face_size`).
 
 This module imports neither OpenCV, MXNet nor MediaPipe.
 """

@@ -13,7 +13,7 @@ see faces the same way:
 - values are ``(pixel - mean) * scale`` in float32, ``mean`` in pixel units; ``mean=0, scale=1/255`` gives [0, 1]
   inputs, as in the authors' PyTorch recipe.
 - an image too small to be a face (``lightcnn.faces``, the face policy) is not taken as one: the dataset builder
-  skips it and lists it with the reason, the extractor and ``lightcnn.verify`` refuse it.
+  skips it and lists it with the reason, the extractor and ``verify-pair`` refuse it.
 
 A checkpoint's sidecar records the :class:`Preprocess` its network was trained with, so extraction repeats it.
 This module imports neither MXNet nor MediaPipe: alignment workers and tools use it alone.
@@ -124,7 +124,7 @@ def _known_fields(cls, d, what):
 @dataclasses.dataclass(frozen=True)
 class FaceBox:
     """Where the face detector's box sits in a network's training faces (not aligned ones): medians over a sample
-    of the stored squares, measured by the dataset builder (``lightcnn.prepare``). ``lightcnn.verify`` crops a photo
+    of the stored squares, measured by the dataset builder (``lightcnn.prepare``). ``verify-pair`` crops a photo
     whose face is much smaller to this frame, so the network sees a face of the size it learned from.
 
     Parameters

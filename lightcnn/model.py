@@ -2,7 +2,8 @@
 
 Every network maps a gray ``(N, 1, 128, 128)`` batch to ``(logits, embedding)``; ``features(x)`` gives the
 256-d embedding alone (the fc output before dropout), so extraction never picks outputs apart.
-Architectures follow ../shared/REFERENCE.md and the authors' PyTorch ``light_cnn.py``.
+Architectures follow the paper and the authors' PyTorch ``light_cnn.py``; each network's facts (sizes, dropout,
+which trunk and head) are in :mod:`lightcnn.networks`.
 
 Every layer starts its bias at the recipe's 0.1 itself (``bias_initializer``), so the weight initializer is the
 caller's choice: ``net.initialize(mx.init.Xavier())`` works, and ``lightcnn.init.xavier`` gives the recipe's.
@@ -13,9 +14,10 @@ import mxnet as mx
 from mxnet.gluon import nn
 from mxnet.ndarray import NDArray
 
+from lightcnn.networks import (EMBEDDING_SIZE, INPUT_SHAPE, canonical_name, default_dropout,  # noqa: F401 (API)
+                               model_names, network_config)
+
 MFM_TYPES = ("2/1", "3/2")
-EMBEDDING_SIZE = 256
-INPUT_SHAPE = (1, 128, 128)  # gray 128x128 crops of 144x144 faces
 BIAS = 0.1  # the seed recipe's constant for every bias
 
 
@@ -45,7 +47,7 @@ def max_feature_map(F, x, mfm_type):
     return F.concat(F.maximum(hi, c), F.maximum(lo, F.minimum(hi, c)), dim=1)
 
 
-def _pool(F, x, kind):
+def pool2x2(F, x, kind):
     """2x2 stride-2 pool in Caffe's ceil mode ('full' convention); 'maxavg' is 29v2's max + average."""
     pooled = F.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max", pooling_convention="full")
     if kind == "maxavg":
@@ -58,7 +60,7 @@ class MFMConv(nn.HybridBlock):
     """Convolution to 2C (or 3C/2) channels, optional 2x2 pool, then MFM -> C channels.
 
     A max-pool commutes with MFM 2/1's element-wise max, so with ``pool_first`` the pool runs on the conv output
-    before the MFM: identical result (tests/test_model.py proves it), measured faster on CPU. MFM 3/2's median and
+    before the MFM: identical result (tests/test_model.py proves it), and the MFM reads a quarter of the values. MFM 3/2's median and
     29v2's average pool do not commute, so those pool after the MFM.
     """
 
@@ -72,12 +74,27 @@ class MFMConv(nn.HybridBlock):
             self.conv = nn.Conv2D(_conv_channels(out_channels, mfm_type), kernel_size, padding=padding,
                                   bias_initializer=_bias())
 
+    @property
+    def mfm_type(self):
+        return self._mfm_type
+
+    @property
+    def pool(self):
+        """The pool after the convolution: None, "max" or "maxavg"."""
+        return self._pool
+
+    @property
+    def max_of_halves(self):
+        """Whether the output is ``max(conv half a, conv half b)``, then at most a max pool (MFM 2/1, no average
+        pool): what :func:`lightcnn.quantize.sum_relu_form` can write as ``b + relu(a - b)``."""
+        return self._mfm_type == "2/1" and self._pool in (None, "max")
+
     def hybrid_forward(self, F, x):
         x = self.conv(x)
         if self._pool and self._pool_first:
-            return max_feature_map(F, _pool(F, x, self._pool), self._mfm_type)
+            return max_feature_map(F, pool2x2(F, x, self._pool), self._mfm_type)
         x = max_feature_map(F, x, self._mfm_type)
-        return _pool(F, x, self._pool) if self._pool else x
+        return pool2x2(F, x, self._pool) if self._pool else x
 
 
 class MFMDense(nn.HybridBlock):
@@ -134,6 +151,10 @@ class Embedding(nn.HybridBlock):
             check_input_shape(x.shape, self.input_shape)
         return super().forward(x, *args)
 
+    def blocks(self):
+        """The trunk's blocks, then the head, in forward order."""
+        return [self.trunk[i] for i in range(len(self.trunk))] + [self.head]
+
     def hybrid_forward(self, F, x):
         return self.head(self.trunk(x))
 
@@ -156,8 +177,8 @@ class LightCNN(nn.HybridBlock):
 
     Parameters
     ----------
-    builder : callable
-        ``builder(mfm_type, pool_first) -> (trunk, head, classifier_bias)``, one per network below.
+    config : lightcnn.networks.NetworkConfig
+        Which network (its trunk, pools, head and classifier).
     num_classes : int
         Training identities.
     mfm_type, pool_first :
@@ -166,14 +187,17 @@ class LightCNN(nn.HybridBlock):
         The dropout rate before the classifier (training only); :func:`get_model` gives the network's own.
     """
 
-    def __init__(self, builder, num_classes, mfm_type="2/1", pool_first=True, dropout=0.5, **kwargs):
+    def __init__(self, config, num_classes, mfm_type="2/1", pool_first=True, dropout=0.5, **kwargs):
         super().__init__(**kwargs)
         self.num_classes = num_classes
         with self.name_scope():
-            trunk, head, classifier_bias = builder(mfm_type, pool_first)
-            self.embedding = Embedding(trunk, head, INPUT_SHAPE, prefix="embedding_")
+            # created in this order (trunk, head, classifier): MXNet numbers the parameter names so
+            trunk = _TRUNKS[config.trunk](mfm_type, pool_first, config.pool)
+            head = (MFMDense(config.embedding_size, mfm_type=mfm_type) if config.mfm_head
+                    else nn.Dense(config.embedding_size, bias_initializer=_bias()))
+            self.embedding = Embedding(trunk, head, config.input_shape, prefix="embedding_")
             self.dropout = nn.Dropout(dropout)
-            self.classifier = nn.Dense(num_classes, use_bias=classifier_bias, bias_initializer=_bias())
+            self.classifier = nn.Dense(num_classes, use_bias=config.classifier_bias, bias_initializer=_bias())
 
     @property
     def input_shape(self):
@@ -194,31 +218,31 @@ class LightCNN(nn.HybridBlock):
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The four networks. Shapes are for the 128x128 input.
+# The trunks of the four networks (lightcnn.networks says which is whose). Shapes are for the 128x128 input.
 
-def _lightcnn4(mfm_type, pool_first):
+def _plain4_trunk(mfm_type, pool_first, pool_kind):
     """Caffe model A: 9x9, 5x5, 5x5, 4x4 convs without padding, each pooled (before the MFM)."""
     trunk = nn.HybridSequential(prefix="")
     with trunk.name_scope():
-        trunk.add(MFMConv(48, 9, pool="max", mfm_type=mfm_type, pool_first=pool_first),    # (N, 48, 60, 60)
-                  MFMConv(96, 5, pool="max", mfm_type=mfm_type, pool_first=pool_first),    # (N, 96, 28, 28)
-                  MFMConv(128, 5, pool="max", mfm_type=mfm_type, pool_first=pool_first),   # (N, 128, 12, 12)
-                  MFMConv(192, 4, pool="max", mfm_type=mfm_type, pool_first=pool_first))   # (N, 192, 5, 5)
-    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
+        trunk.add(MFMConv(48, 9, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),    # (N, 48, 60, 60)
+                  MFMConv(96, 5, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),    # (N, 96, 28, 28)
+                  MFMConv(128, 5, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),   # (N, 128, 12, 12)
+                  MFMConv(192, 4, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first))   # (N, 192, 5, 5)
+    return trunk
 
 
-def _lightcnn9(mfm_type, pool_first):
+def _groups9_trunk(mfm_type, pool_first, pool_kind):
     trunk = nn.HybridSequential(prefix="")
     with trunk.name_scope():
-        trunk.add(MFMConv(48, 5, padding=2, pool="max", mfm_type=mfm_type, pool_first=pool_first),  # 48x64x64
-                  Group(48, 96, pool="max", mfm_type=mfm_type, pool_first=pool_first),              # 96x32x32
-                  Group(96, 192, pool="max", mfm_type=mfm_type, pool_first=pool_first),             # 192x16x16
-                  Group(192, 128, mfm_type=mfm_type),                                               # 128x16x16
-                  Group(128, 128, pool="max", mfm_type=mfm_type, pool_first=pool_first))            # 128x8x8
-    return trunk, MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
+        trunk.add(MFMConv(48, 5, padding=2, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),  # 48x64x64
+                  Group(48, 96, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),              # 96x32x32
+                  Group(96, 192, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first),             # 192x16x16
+                  Group(192, 128, mfm_type=mfm_type),                                                   # 128x16x16
+                  Group(128, 128, pool=pool_kind, mfm_type=mfm_type, pool_first=pool_first))            # 128x8x8
+    return trunk
 
 
-def _resnet_trunk(mfm_type, pool_first, pool_kind):
+def _resnet29_trunk(mfm_type, pool_first, pool_kind):
     """LightCNN-29's trunk: 1, 2, 3, 4 resblocks between the groups. The pools sit after conv1 and after
     groups 1, 2 and 4, where (for plain max pooling) they can run before the MFM."""
     trunk = nn.HybridSequential(prefix="")
@@ -238,41 +262,7 @@ def _resnet_trunk(mfm_type, pool_first, pool_kind):
     return trunk
 
 
-def _lightcnn29(mfm_type, pool_first):
-    return _resnet_trunk(mfm_type, pool_first, "max"), MFMDense(EMBEDDING_SIZE, mfm_type=mfm_type), True
-
-
-def _lightcnn29v2(mfm_type, pool_first):
-    # Every pool is max + average; the embedding is a plain fc (no MFM) and the classifier has no bias.
-    head = nn.Dense(EMBEDDING_SIZE, bias_initializer=_bias())
-    return _resnet_trunk(mfm_type, pool_first, "maxavg"), head, False
-
-
-_NETWORKS = {
-    "lightcnn4": _lightcnn4,
-    "lightcnn9": _lightcnn9,
-    "lightcnn29": _lightcnn29,
-    "lightcnn29v2": _lightcnn29v2,
-}
-# each network's own dropout before the classifier: Caffe model A's 0.7, the authors' 0.5 for the others
-_DROPOUT = {"lightcnn4": 0.7, "lightcnn9": 0.5, "lightcnn29": 0.5, "lightcnn29v2": 0.5}
-
-
-def model_names():
-    return list(_NETWORKS)
-
-
-def canonical_name(name):
-    """'LightCNN-9' -> 'lightcnn9'; an unknown name is an error listing the valid ones."""
-    key = str(name).lower().replace("-", "").replace("_", "")
-    if key not in _NETWORKS:
-        raise ValueError(f"unknown network {name!r}; valid names: {', '.join(model_names())}")
-    return key
-
-
-def default_dropout(name):
-    """The network's own dropout rate (what ``dropout=None`` means)."""
-    return _DROPOUT[canonical_name(name)]
+_TRUNKS = {"plain4": _plain4_trunk, "groups9": _groups9_trunk, "resnet29": _resnet29_trunk}
 
 
 def _check_options(num_classes, mfm_type, dropout):
@@ -296,18 +286,18 @@ def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, 
     mfm_type : str
         ``"2/1"`` (paper default) or ``"3/2"``.
     pool_first : bool
-        Pool the conv output before MFM 2/1 (identical result, faster). False pools after the MFM.
+        Pool the conv output before MFM 2/1 (identical result, less work). False pools after the MFM.
     dropout : float, optional
         Overrides the network's dropout rate (0.7 for LightCNN-4, 0.5 otherwise).
 
     The parameter names are fixed by ``name`` (prefix ``<name>_``), so weights saved by one process load by name
     in another.
     """
-    key = canonical_name(name)
+    config = network_config(name)
     _check_options(num_classes, mfm_type, dropout)
-    prefix = kwargs.pop("prefix", key + "_")
-    return LightCNN(_NETWORKS[key], num_classes, mfm_type=mfm_type, pool_first=pool_first,
-                    dropout=default_dropout(key) if dropout is None else dropout, prefix=prefix, **kwargs)
+    prefix = kwargs.pop("prefix", config.name + "_")
+    return LightCNN(config, num_classes, mfm_type=mfm_type, pool_first=pool_first,
+                    dropout=config.dropout if dropout is None else dropout, prefix=prefix, **kwargs)
 
 
 @dataclasses.dataclass(frozen=True)

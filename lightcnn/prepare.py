@@ -351,9 +351,9 @@ def _write_lists_and_records(tmp, chosen, splits, validator, verbose):
 
 
 def _measure_stored_faces(stored, splits, validator, num_threads):
-    """``(FaceBox or None, note)``: how large the face is in faces used as given, for lightcnn.verify."""
+    """``(FaceBox or None, note)``: how large the face is in faces used as given, for verify-pair."""
     if stored.align is not None:
-        return None, "aligned faces: lightcnn.verify aligns photos instead"
+        return None, "aligned faces: verify-pair aligns photos instead"
     sample = [validator.read(off, length) for *_, off, length in splits["train"][:FACE_BOX_SAMPLE]]
     return measure_face_box(sample, num_threads)
 

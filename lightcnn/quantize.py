@@ -37,7 +37,7 @@ import numpy as np
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import cpu, files
+from lightcnn import cpu, files, model
 
 CALIB_MODES = ("naive", "entropy")
 # entropy: measured no worse than naive min/max ranges on real faces (README, "LFW in low precision")
@@ -242,11 +242,10 @@ def sum_relu_form(embedding, ctx=None, for_int8=False):
     ``for_int8``: the ReLU gets a negative slope of :data:`INT8_RELU_SLOPE`. MXNet 1.9.1 gives a convolution fused
     with ReLU an unsigned int8 output, and the convolution whose sum post-op adds into that buffer writes the sum in
     the buffer's type, so every negative MFM output became 0 (``dst_u8`` with ``post-ops:sum`` in oneDNN's verbose log,
-    where the calibrated range of those sums reaches -1.8): the LFW accuracy this form used to lose. With a slope
+    where the calibrated range of those sums is partly negative): the LFW accuracy this form used to lose. With a slope
     the branch is signed, and its negative side, 1e-6 of its range, rounds to 0 in int8: ReLU at int8 resolution.
 
     Returns a SymbolBlock (input ``data``, output the feature) with its parameters loaded on ``ctx``."""
-    from lightcnn import model
     ctx = ctx or mx.cpu()
     values = {}
     data = mx.sym.var("data")
@@ -270,17 +269,15 @@ def sum_relu_form(embedding, ctx=None, for_int8=False):
         return mx.sym.elemwise_add(convolution(layer, x, f"{name}_e", (half, 2 * half)), diff, name=f"{name}_max")
 
     def build(block, x):
-        if isinstance(block, model.MFMConv) and block._mfm_type == "2/1" and block._pool in (None, "max"):
+        if isinstance(block, model.MFMConv) and block.max_of_halves:
             x = mfm(block.conv, x, block.name)
-            if block._pool:  # 2x2 stride 2, Caffe's ceil mode, as model._pool
-                x = mx.sym.Pooling(x, kernel=(2, 2), stride=(2, 2), pool_type="max", pooling_convention="full")
-            return x
+            return model.pool2x2(mx.sym, x, block.pool) if block.pool else x
         if isinstance(block, model.Group):
             return build(block.conv, build(block.conv_a, x))
         if isinstance(block, model.ResBlock):
             return mx.sym.elemwise_add(x, build(block.conv2, build(block.conv1, x)))
-        if isinstance(block, (gluon.nn.HybridSequential, model.Embedding)):
-            for child in block._children.values():
+        if isinstance(block, model.Embedding):
+            for child in block.blocks():
                 x = build(child, x)
             return x
         # anything else (the fc head, MFM 3/2, 29v2's pools): the block itself, with its own parameters

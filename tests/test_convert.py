@@ -17,7 +17,9 @@ from lightcnn.tools import authors_pytorch as authors  # noqa: E402  (needs torc
 import mxnet as mx  # noqa: E402
 import scipy.io  # noqa: E402
 
-from lightcnn import checkpoint, convert, files  # noqa: E402
+from lightcnn import checkpoint, files  # noqa: E402
+from lightcnn.cli import convert as convert_cli  # noqa: E402
+from lightcnn.interop import convert  # noqa: E402
 from lightcnn.images import load_eval_image  # noqa: E402
 from lightcnn.optional import MissingDependencyError  # noqa: E402
 
@@ -166,7 +168,7 @@ def test_without_torch_the_command_says_how_to_install_it(monkeypatch, capsys, t
     with pytest.raises(MissingDependencyError, match=r"pip install torch==2\.13\.0"):
         convert.load_pytorch_checkpoint(str(tmp_path / "any.pth.tar"))
 
-    assert convert.main(["--pytorch", str(tmp_path / "any.pth.tar"), "--out", str(tmp_path / "m")]) == 2
+    assert convert_cli.main(["--pytorch", str(tmp_path / "any.pth.tar"), "--out", str(tmp_path / "m")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install torch==2.13.0" in err
     assert not list(tmp_path.iterdir())
@@ -174,13 +176,13 @@ def test_without_torch_the_command_says_how_to_install_it(monkeypatch, capsys, t
 
 @pytest.mark.slow
 def test_command_line_then_extract_features(saved, faces, tmp_path):
-    """python -m lightcnn.convert, then extract_features.py --model-prefix on the result: the .mat holds the
+    """python -m lightcnn convert, then extract_features.py --model-prefix on the result: the .mat holds the
     authors' network's features of the same faces."""
     model, path = saved("lightcnn29v2")
     root, keys, batch = faces
     prefix = tmp_path / "models" / "lightcnn29v2"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "lightcnn.convert", "--pytorch", str(path), "--out", str(prefix)],
+    done = subprocess.run([sys.executable, "-m", "lightcnn", "convert", "--pytorch", str(path), "--out", str(prefix)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "lightcnn29v2 (detected), 10 classes" in done.stderr

@@ -1,4 +1,4 @@
-"""lightcnn.export: random LightCNN-9 and -29v2 checkpoints exported to ONNX and run in onnxruntime on real LFW
+"""lightcnn.interop.export: random LightCNN-9 and -29v2 checkpoints exported to ONNX and run in onnxruntime on real LFW
 crops, with a batch of 3 and a batch of 1 (the dynamic batch axis); the embedding (and, on request, the logits)
 must equal MXNet's. Also what the file declares (opset 13, input/output names and shapes, metadata) and the
 one-line message without onnx."""
@@ -15,7 +15,9 @@ ort = pytest.importorskip("onnxruntime", reason="running the exported model need
 
 import mxnet as mx  # noqa: E402
 
-from lightcnn import checkpoint, export, init  # noqa: E402
+from lightcnn import checkpoint, init  # noqa: E402
+from lightcnn.cli import export as export_cli  # noqa: E402
+from lightcnn.interop import export  # noqa: E402
 from lightcnn.images import Preprocess, load_eval_image  # noqa: E402
 from lightcnn.model import ModelSpec  # noqa: E402
 from lightcnn.optional import MissingDependencyError  # noqa: E402
@@ -95,7 +97,7 @@ def test_with_logits_through_the_command_line(random_checkpoint, batch, tmp_path
     prefix = random_checkpoint("lightcnn9")
     path = tmp_path / "both.onnx"
 
-    assert export.main(["--model-prefix", prefix, "--onnx", str(path), "--with-logits"]) == 0
+    assert export_cli.main(["--model-prefix", prefix, "--onnx", str(path), "--with-logits"]) == 0
 
     assert "opset 13" in capsys.readouterr().out
     model = onnx.load(str(path))
@@ -115,7 +117,7 @@ def test_without_onnx_the_command_says_how_to_install_it(random_checkpoint, monk
     with pytest.raises(MissingDependencyError, match=r"pip install onnx==1\.14\.1"):
         export.export_onnx(prefix, str(tmp_path / "m.onnx"))
 
-    assert export.main(["--model-prefix", prefix, "--onnx", str(tmp_path / "m.onnx")]) == 2
+    assert export_cli.main(["--model-prefix", prefix, "--onnx", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install onnx==1.14.1" in err
     assert not list(tmp_path.iterdir())

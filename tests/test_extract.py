@@ -17,7 +17,7 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import checkpoint, extract, init
+from lightcnn import checkpoint, extract, feature_files, init
 from lightcnn.protocols import lfw_eval, lfw_pairs as lfw, report, thresholds
 from lightcnn.protocols.features import load_features
 from lightcnn.embedding import load_checkpoint_embedding
@@ -142,7 +142,7 @@ def load_cli_module():
 def test_cli_writes_the_mat_lfw_eval_loads(cli_run, faces, extracted, model_prefix):
     cwd, proc = cli_run
     _, _, keys = faces
-    mat = scipy.io.loadmat(cwd / extract.DEFAULT_MAT)
+    mat = scipy.io.loadmat(cwd / feature_files.DEFAULT_MAT)
     assert {k for k in mat if not k.startswith("__")} == {"data", "label", "model_prefix", "model_epoch",
                                                            "model_params_sha256"}  # no 'missing' when none is
     # which checkpoint made them: the evaluator saves its threshold beside it
@@ -156,7 +156,7 @@ def test_cli_writes_the_mat_lfw_eval_loads(cli_run, faces, extracted, model_pref
     assert_features_close(mat["data"], result.features)
     assert "images/sec" in proc.stderr
     # --npy: the same rows, and the labels one per line
-    npy, label, missing = (cwd / os.path.basename(p) for p in extract.npy_paths(extract.DEFAULT_MAT))
+    npy, label, missing = (cwd / os.path.basename(p) for p in feature_files.npy_paths(feature_files.DEFAULT_MAT))
     np.testing.assert_array_equal(np.load(npy), mat["data"])
     assert label.read_text().splitlines() == keys and not missing.exists()
 
@@ -171,7 +171,7 @@ def test_rows_are_the_network_features_of_the_evaluation_crop(extracted, loaded)
 
 
 def test_flipped_features_do_not_name_their_checkpoint(faces, model_prefix, tmp_path):
-    """--flip features are not what lightcnn.verify computes: the .mat does not name the checkpoint, so the
+    """--flip features are not what verify-pair computes: the .mat does not name the checkpoint, so the
     evaluator saves no threshold of theirs beside it."""
     root, image_list, _ = faces
     proc = run_cli("--model-prefix", model_prefix, "--image-list", image_list, "--image-root", root, "--flip",
@@ -244,7 +244,7 @@ def test_skip_missing_lists_them_and_stores_missing(broken_root, loaded, extract
     assert_features_close(result.features, full.features[:3])  # copies of the first three listed faces
 
     out = tmp_path / "features.mat"
-    extract.save_features_mat(str(out), *result)
+    feature_files.save_features_mat(str(out), *result)
     mat = scipy.io.loadmat(out)
     assert mat["data"].shape == (3, 256) and mat["missing"].shape == (3, 1)
     assert [str(c[0]) for c in mat["missing"][:, 0]] == bad
@@ -293,7 +293,7 @@ def test_symbol_and_params_give_the_same_features(cli_run, faces, model_prefix, 
             "--out", out, "--batch-size", 8]
     cli = load_cli_module()
     assert cli.main([str(a) for a in argv]) == 0  # in-process: one subprocess run is enough
-    mat, reference = scipy.io.loadmat(out), scipy.io.loadmat(cwd / extract.DEFAULT_MAT)
+    mat, reference = scipy.io.loadmat(out), scipy.io.loadmat(cwd / feature_files.DEFAULT_MAT)
     assert [str(c[0]) for c in mat["label"][:, 0]] == keys
     np.testing.assert_array_equal(mat["data"], reference["data"])
     # a crop the saved weights cannot take is refused before any image is read
@@ -343,7 +343,7 @@ def test_pair_verifier_rejects_a_fold_without_usable_pairs(faces, tmp_path):
 
 def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_result, tmp_path):
     cwd, _ = cli_run
-    proc = subprocess.run([sys.executable, "-m", "lightcnn", "evaluate", "--features", extract.DEFAULT_MAT,
+    proc = subprocess.run([sys.executable, "-m", "lightcnn", "evaluate", "--features", feature_files.DEFAULT_MAT,
                            "--pairs", str(pairs_file), "--out-dir", str(tmp_path), "--exclude-missing"],
                           cwd=cwd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -356,7 +356,7 @@ def test_python_evaluator_reads_the_extractor_mat(cli_run, pairs_file, verifier_
 def test_the_evaluator_saves_the_threshold_beside_the_checkpoint_that_made_the_features(cli_run, pairs_file,
                                                                                     model_prefix, tmp_path):
     cwd, _ = cli_run
-    mat = str(cwd / extract.DEFAULT_MAT)
+    mat = str(cwd / feature_files.DEFAULT_MAT)
     saved = thresholds.threshold_path(model_prefix, 3)
     printed = []
     results = lfw_eval.run(mat, str(pairs_file), str(tmp_path / "a"), exclude_missing=True, log=printed.append)
@@ -385,13 +385,13 @@ def test_the_evaluator_saves_the_threshold_beside_the_checkpoint_that_made_the_f
 @pytest.mark.octave
 def test_lfw_eval_reads_the_extractor_mat(octave_cli, cli_run, pairs_file, tmp_path):
     cwd, _ = cli_run
-    script = (f"addpath('{MATLAB_DIR}'); lfw_eval('{extract.DEFAULT_MAT}', '{pairs_file}', '{tmp_path}', "
+    script = (f"addpath('{MATLAB_DIR}'); lfw_eval('{feature_files.DEFAULT_MAT}', '{pairs_file}', '{tmp_path}', "
               f"'exclude_missing', true);")
     proc = subprocess.run([octave_cli, "--no-gui", "--no-init-file", "--no-history", "--eval", script], cwd=cwd,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     octave = report.read_results_json(tmp_path / report.RESULTS_JSON)
-    python = lfw_eval.run(str(cwd / extract.DEFAULT_MAT), str(pairs_file), str(tmp_path / "py"),
+    python = lfw_eval.run(str(cwd / feature_files.DEFAULT_MAT), str(pairs_file), str(tmp_path / "py"),
                           exclude_missing=True, log=lambda message: None)
     assert octave["n_pairs"] == python["n_pairs"] == 11
     for key in ("accuracy_mean", "accuracy_std", "best_accuracy", "auc", "eer"):
@@ -422,7 +422,7 @@ def test_symlinked_identity_folders_are_found_as_the_dataset_builder_finds_them(
 def test_the_mat_gets_the_users_umask_not_the_temporary_files(tmp_path, umask, mode):
     previous = os.umask(umask)
     try:
-        extract.save_features_mat(str(tmp_path / "f.mat"), np.zeros((1, 4), np.float32), ["A/A_0001.jpg"])
+        feature_files.save_features_mat(str(tmp_path / "f.mat"), np.zeros((1, 4), np.float32), ["A/A_0001.jpg"])
     finally:
         os.umask(previous)
     assert (tmp_path / "f.mat").stat().st_mode & 0o777 == mode  # was 0600, the temporary file's
@@ -471,7 +471,7 @@ def run_without_mediapipe(*args, cwd):
     """The extractor's CLI in a Python where importing mediapipe fails (as where it is not installed)."""
     code = (f"import sys; sys.modules['mediapipe'] = None; "
             f"sys.argv = ['extract_features.py'] + {list(map(str, args))!r}; "
-            f"from lightcnn.extract import main; sys.exit(main())")
+            f"from lightcnn.cli.extract import main; sys.exit(main())")
     return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=180)
 
 

@@ -1,5 +1,7 @@
 """The MFM blocks, the four networks, the initializer and the export round trip (fast, CPU)."""
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +10,9 @@ import mxnet as mx
 from mxnet import gluon
 
 from lightcnn import init
-from lightcnn.model import MFMConv, MFMDense, ModelSpec, get_model, max_feature_map, model_names
+from lightcnn.images import Preprocess
+from lightcnn.model import Embedding, MFMConv, MFMDense, ModelSpec, get_model, max_feature_map, model_names
+from lightcnn.networks import CONFIGS
 
 NUM_CLASSES = 10
 
@@ -164,6 +168,34 @@ def test_dropout_rates_and_29v2_classifier_has_no_bias(nets):
     assert nets["lightcnn9"].dropout._rate == 0.5
     assert nets["lightcnn29v2"].classifier.bias is None
     assert nets["lightcnn29"].classifier.bias is not None
+
+
+def test_each_network_config_describes_the_built_network(nets):
+    """The per-network facts (lightcnn.networks) are what get_model builds, and reading them loads no MXNet."""
+    code = "import sys, lightcnn.networks; sys.exit('mxnet' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+    assert list(CONFIGS) == model_names()
+    for name, config in CONFIGS.items():
+        net = nets[name]
+        assert net.input_shape == config.input_shape == (1, config.input_size, config.input_size)
+        assert net.dropout._rate == config.dropout
+        assert (net.classifier.bias is not None) == config.classifier_bias
+        assert isinstance(net.embedding.head, MFMDense) == config.mfm_head
+        assert net.features(mx.nd.zeros((1,) + config.input_shape)).shape == (1, config.embedding_size)
+        assert config.preprocess == Preprocess() and config.preprocess.data_shape == config.input_shape
+
+
+def test_embedding_lists_its_blocks_and_mfm_convs_say_what_they_compute(nets):
+    """What lightcnn.quantize reads of a network: its blocks in forward order, and which MFM convs are a max of two
+    halves (then at most a max pool)."""
+    for name, net in nets.items():
+        blocks = net.embedding.blocks()
+        assert isinstance(net.embedding, Embedding) and blocks[-1] is net.embedding.head
+        assert len(blocks) == len(net.embedding.trunk) + 1
+        first = blocks[0]
+        assert isinstance(first, MFMConv) and first.mfm_type == "2/1"
+        assert first.pool == CONFIGS[name].pool and first.max_of_halves == (CONFIGS[name].pool == "max")
+    assert not MFMConv(4, 3, mfm_type="3/2").max_of_halves
 
 
 def test_mfm_3_2_option_builds_every_network():

@@ -14,7 +14,9 @@ import pytest
 
 import mxnet as mx
 
-from lightcnn import checkpoint, convert, export, extract, files, init, locks
+from lightcnn import checkpoint, files, init, locks
+from lightcnn.cli import extract
+from lightcnn.interop import convert, export
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
 from lightcnn.training import cli as train_cli

@@ -15,8 +15,8 @@ import scipy.io
 
 import mxnet as mx
 
-from lightcnn import (align, align_folder, checkpoint, convert, export, extract, files, images, init, packing, prepare)
-from lightcnn.cli import prepare as prepare_cli, verify_pair
+from lightcnn import align, align_folder, checkpoint, feature_files, files, images, init, packing, prepare
+from lightcnn.cli import convert, export, extract, prepare as prepare_cli, verify_pair
 from lightcnn.faces import MIN_FACE_SIZE, ImageTooSmallError
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
@@ -328,7 +328,7 @@ def test_a_full_disk_under_the_extractors_outputs_names_them(model, face, mounte
     assert code == 2 and last_line(err).startswith(f"error: cannot write {mat}: No space left on device ("), err
     features, keys = np.zeros((1000, 256), np.float32), [f"p/{i}.jpg" for i in range(1000)]
     with pytest.raises(OSError) as error:
-        extract.save_features_npy(str(mat), features, keys)
+        feature_files.save_features_npy(str(mat), features, keys)
     assert str(error.value).startswith(f"cannot write {disk / 'features.npy'}: No space left on device (")
     assert left_on(disk) == []
 

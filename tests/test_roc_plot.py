@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from lightcnn.extract import save_features_mat
+from lightcnn.feature_files import save_features_mat
 from lightcnn.protocols import lfw_eval, lfw_pairs, report
 from lightcnn.protocols.lfw_pairs import Pair
 

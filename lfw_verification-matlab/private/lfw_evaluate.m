@@ -3,7 +3,7 @@ function r = lfw_evaluate(scores, is_same, folds, n_folds)
 %   scores is n x 1, or n_folds x n where row k holds the scores under a model fitted without fold k (PCA).
 %   For each fold the threshold is chosen (lfw_best_threshold) on the other folds and applied to the fold;
 %   mean and sample standard deviation (N-1) over folds. Best-threshold accuracy (optimistic) and the ROC
-%   (lfw_roc) use each pair's out-of-fold score. Field names are those of lightcnn/verification.py.
+%   (lfw_roc) use each pair's out-of-fold score. Field names are those of lightcnn/protocols/tenfold.py.
   is_same = logical(is_same(:));
   folds = folds(:);
   n = numel(is_same);

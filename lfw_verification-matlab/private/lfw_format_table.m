@@ -1,5 +1,5 @@
 function text = lfw_format_table(r)
-%LFW_FORMAT_TABLE  The result table, line for line what lightcnn/verification.py prints.
+%LFW_FORMAT_TABLE  The result table, line for line what lightcnn/protocols/report.py prints.
   lines = {
     'LFW verification'
     sprintf('  features  %s', r.features)

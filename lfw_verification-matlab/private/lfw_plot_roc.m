@@ -1,7 +1,7 @@
 function lfw_plot_roc(r, path)
 %LFW_PLOT_ROC  Save the ROC curve as a PNG without a display: logarithmic FAR axis (the face-verification
 %   convention) from lfw_far_floor(N mismatched) to 1, points at FAR 0 drawn on its left edge, as
-%   lightcnn/verification.py draws it.
+%   lightcnn/protocols/report.py draws it.
 %   An invisible figure printed with -dpng (MATLAB, or Octave with a working graphics toolkit such as gnuplot).
 %   octave-cli without a usable toolkit (no display, no gnuplot) cannot draw figures at all; the curve is then
 %   rasterised here and written with imwrite: same curve and axes, no text.

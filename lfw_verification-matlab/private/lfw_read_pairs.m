@@ -10,7 +10,7 @@ function [pairs, fmt] = lfw_read_pairs(path)
 %                           stratified folds.
 %   Stratified: the i-th matched pair (0-based, file order) is in fold floor(10 i / n_matched) + 1, the i-th
 %   mismatched pair in fold floor(10 i / n_mismatched) + 1. Blank lines are ignored, CRLF is accepted; errors
-%   name the file, the line number and the line. The same rules as lightcnn/lfw.py.
+%   name the file, the line number and the line. The same rules as lightcnn/protocols/lfw_pairs.py.
   if exist(path, 'file') ~= 2
     error('lfw_eval:pairs', 'pair file ''%s'' not found', path);
   end

@@ -1,5 +1,5 @@
 function lfw_write_json(r, path)
-%LFW_WRITE_JSON  Write the results struct as JSON (what lightcnn/verification.py writes and reads).
+%LFW_WRITE_JSON  Write the results struct as JSON (what lightcnn/protocols/report.py writes and reads).
 %   Char fields become strings, the n x 2 cell 'excluded' a list of [key1, key2], a cell column a list of
 %   strings, a struct (zero_rows) an object of the same kinds, the fold_* and roc_* fields lists, other numbers
 %   scalars (%.17g); Inf, -Inf and NaN are written as the strings "Infinity", "-Infinity" and "NaN", since JSON

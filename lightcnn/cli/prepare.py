@@ -43,9 +43,9 @@ def print_summary(summary, out=None, limit=20):
       f"images of {summary['identities_checked']} identities checked in {summary['seconds']} s")
     if summary.get("face_box"):
         box = FaceBox.from_dict(summary["face_box"])
-        p(f"face size (for lightcnn.verify): the detector's {box.describe()} (medians of {box.images} faces)")
+        p(f"face size (for verify-pair): the detector's {box.describe()} (medians of {box.images} faces)")
     elif not opts["align"] and summary.get("face_box_note"):
-        p(f"face size (for lightcnn.verify): {summary['face_box_note']}")
+        p(f"face size (for verify-pair): {summary['face_box_note']}")
     sections = [
         ("skipped files (not packed)", [f"{s['path']}: {s['reason']}" for s in summary["skipped"]]),
         ("aligned, with a note", [f"{s['path']}: {s['note']}" for s in summary["aligned_notes"]]),

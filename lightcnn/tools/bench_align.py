@@ -29,11 +29,14 @@ import cv2
 
 from lightcnn import align, files, warp
 from lightcnn.images import Template
+from lightcnn.networks import INPUT_SIZE, STORED_SIZE
 
 # ../shared/data beside the project root (lightcnn.tools.pipeline.SHARED_DATA; not imported: it imports MXNet)
 DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))), "shared", "data")
-_REFERENCE = np.array([[8, 8], [136, 8], [8, 136], [136, 136], [72, 72]], np.float64)  # 128 crop corners + centre
+_O, _C = (STORED_SIZE - INPUT_SIZE) // 2, STORED_SIZE // 2  # where the centre crop starts; the image's centre
+_REFERENCE = np.array([[_O, _O], [_O + INPUT_SIZE, _O], [_O, _O + INPUT_SIZE], [_O + INPUT_SIZE, _O + INPUT_SIZE],
+                       [_C, _C]], np.float64)  # the centre crop's corners + centre
 
 
 def lfw_sample(lfw_root, num_images, seed=0):
@@ -116,7 +119,7 @@ def bench_geometry(images, aligner):
     return out
 
 
-def _black_fill(result, shape, crop=128):
+def _black_fill(result, shape, crop=INPUT_SIZE):
     """Share of the aligned image, and of its centre ``crop``, that comes from outside the photo (black)."""
     size = result.image.shape[0]
     inside = cv2.warpAffine(np.ones(shape, np.uint8), result.matrix, (size, size), flags=cv2.INTER_NEAREST)

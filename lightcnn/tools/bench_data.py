@@ -26,6 +26,7 @@ import mxnet as mx
 
 from lightcnn import data
 from lightcnn.images import Preprocess
+from lightcnn.networks import STORED_SIZE
 from lightcnn.prepare import prepare_dataset
 from lightcnn.tools.pipeline import SHARED_DATA
 
@@ -54,7 +55,7 @@ def measure(rec, batch_size, seconds, preprocess, nthreads, prefetch, seed=0):
             "seconds": round(elapsed, 3), "images_per_sec": round(images / elapsed, 1)}
 
 
-def synthetic_faces(root, identities=20, per_identity=20, size=144, seed=0):
+def synthetic_faces(root, identities=20, per_identity=20, size=STORED_SIZE, seed=0):
     """Smooth random gray 'faces' (noise compresses unlike faces; blurred noise is closer) for a machine
     without the shared data."""
     rs = np.random.RandomState(seed)
@@ -105,7 +106,7 @@ def main(argv=None):
             if root is None:
                 root = os.path.join(tmp, "faces")
                 synthetic_faces(root)
-                source = "synthetic: 20 identities x 20 blurred-noise 144x144 images"
+                source = f"synthetic: 20 identities x 20 blurred-noise {STORED_SIZE}x{STORED_SIZE} images"
             else:
                 source = root
             packed = os.path.join(tmp, "packed", "train.rec")

@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from lightcnn import cli, files
-from lightcnn.extract import save_features_mat
+from lightcnn.feature_files import save_features_mat
 from lightcnn.images import load_eval_image
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

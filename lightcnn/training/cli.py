@@ -9,6 +9,7 @@ import argparse
 from lightcnn import cli
 from lightcnn.checkpoint import CheckpointWriteError
 from lightcnn.devices import contexts_from_gpus
+from lightcnn.networks import INPUT_SIZE, STORED_SIZE
 from lightcnn.training import config as train_config
 from lightcnn.training.distributed import DistributedError
 from lightcnn.training.inputs import training_data
@@ -21,8 +22,8 @@ FAILURES = (TrainingError, DistributedError, CheckpointWriteError)
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="train_lightcnn.py",
-                                     description="Train a LightCNN on im2rec RecordIO (gray 144x144 faces, random "
-                                                 "128x128 crops).",
+                                     description=f"Train a LightCNN on im2rec RecordIO (gray {STORED_SIZE}x{STORED_SIZE} faces, "
+                                                 f"random {INPUT_SIZE}x{INPUT_SIZE} crops).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     train_config.add_args(parser)
     cli.add_debug_flag(parser)

@@ -163,7 +163,7 @@ def add_args(parser):
     tune = parser.add_argument_group("Fine-tuning")
     tune.add_argument("--pretrained", default=d.pretrained, metavar="PREFIX[:EPOCH]",
                       help="start from this checkpoint's trunk and embedding (trained here or converted with "
-                           "lightcnn.convert; its last epoch unless :EPOCH) with a fresh classifier for this data")
+                           "lightcnn convert; its last epoch unless :EPOCH) with a fresh classifier for this data")
     tune.add_argument("--freeze-trunk", action="store_true",
                       help="keep the pretrained convolutional trunk fixed; train the embedding and the classifier")
     tune.add_argument("--pretrained-lr-mult", type=float, default=d.pretrained_lr_mult,

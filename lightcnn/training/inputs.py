@@ -47,7 +47,7 @@ def training_data(config):
 def stored_faces(config):
     """The config's preprocessing with how the dataset builder made the training faces (``fit``, ``align``, from
     the summary.json beside the .rec), which the checkpoints record so that extraction repeats it, and the face box
-    it measured on them (for lightcnn.verify). A validation set made differently is an error."""
+    it measured on them (for verify-pair). A validation set made differently is an error."""
     stored, source = read_stored_preprocess(config.data_train)
     if config.data_val:
         val_stored, val_source = read_stored_preprocess(config.data_val)

@@ -1,6 +1,6 @@
 """The authors' released PyTorch weights -> a checkpoint of this project (extract_features.py reads it unchanged).
 
-    python -m lightcnn.convert --pytorch LightCNN_29Layers_V2_checkpoint.pth.tar --out models/lightcnn29v2 \\
+    python -m lightcnn convert --pytorch LightCNN_29Layers_V2_checkpoint.pth.tar --out models/lightcnn29v2 \\
         [--network lightcnn29v2] [--image-size 144]
 
 writes ``models/lightcnn29v2-symbol.json``, ``-0000.params`` and the sidecar ``-0000.json`` (epoch 0: no epoch was
@@ -14,10 +14,11 @@ without the prefix, is accepted too. The network is told from the keys (``featur
 ``conv1.filter.weight`` with an MFM ``fc.filter.weight``: LightCNN-29; with a plain ``fc.weight``: LightCNN-29v2)
 and the class count from ``fc2.weight`` (79,077 for 9 and 29, 80,013 for 29v2 in the released files).
 ``--network`` overrides the detection. Every tensor is matched to a parameter of
-``lightcnn.model.get_model(network, num_classes)`` by walking both module trees by name (our MFM blocks keep the
-authors' ``conv_a``/``conv``/``conv1``/``conv2`` structure, their ``filter`` is our ``conv``/``fc``) and then
-checked by shape; a missing or unexpected tensor, or a shape that differs, is an error naming the tensors and shapes,
-and so is a tensor holding NaN or infinities (a damaged file, or a training that diverged before it was saved).
+``lightcnn.model.get_model(network, num_classes)`` by walking both module trees by name (the network's
+:class:`~lightcnn.networks.AuthorsLayout`: our MFM blocks keep the authors' ``conv_a``/``conv``/``conv1``/``conv2``
+structure, their ``filter`` is our ``conv``/``fc``) and then checked by shape; a missing or unexpected tensor, or a
+shape that differs, is an error naming the tensors and shapes, and so is a tensor holding NaN or infinities (a
+damaged file, or a training that diverged before it was saved).
 No tensor needs transposing: conv weights are (out, in, kh, kw) and fc weights (out, in) in both frameworks, the
 MFM halves are the first and second half of the channels in both, and the flatten before ``fc`` is NCHW in both.
 
@@ -36,10 +37,9 @@ project stores (``lightcnn.prepare``, the shared LFW crops) into the authors' te
 If your faces are already the authors' 128x128 test crops, convert with ``--image-size 128`` (they then pass through
 unchanged); with 144 they would be enlarged 12.5% and their border cut.
 
-torch is needed only here, and only at run time; without it the command says how to install it.
+torch is needed only here, and only at run time; without it the command says how to install it. The command line
+is :mod:`lightcnn.cli.convert`.
 """
-import argparse
-import logging
 import os
 import pickle
 
@@ -47,43 +47,21 @@ import mxnet as mx
 import numpy as np
 from mxnet.gluon import nn
 
-from lightcnn import checkpoint, cli, files, locks
+from lightcnn import checkpoint, files, locks
 from lightcnn.images import Preprocess
-from lightcnn.model import EMBEDDING_SIZE, Group, MFMConv, MFMDense, ModelSpec, ResBlock
+from lightcnn.model import Group, MFMConv, MFMDense, ModelSpec, ResBlock
+from lightcnn.networks import CONFIGS, EMBEDDING_SIZE, INPUT_SIZE, STORED_SIZE
 from lightcnn.optional import require
 
-log = logging.getLogger("lightcnn.convert")
-
-NETWORKS = ("lightcnn9", "lightcnn29", "lightcnn29v2")
-AUTHORS_PREPROCESS = Preprocess(image_size=144, crop_size=128, scale=1.0 / 255.0, mean=0.0)
+# the networks the authors released, and how their files are laid out (lightcnn.networks)
+NETWORKS = tuple(name for name, config in CONFIGS.items() if config.authors)
+AUTHORS_PREPROCESS = Preprocess(image_size=STORED_SIZE, crop_size=INPUT_SIZE, scale=1.0 / 255.0, mean=0.0)
 CONVERTED_EPOCH = 0  # no epoch of training happened here
 DATAPARALLEL_PREFIX = "module."
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The authors' module tree, as (name, our block type) in the order of our trunk. LightCNN-9's ``features`` is a
-# Sequential of conv, pool, group, pool, group, pool, group, group, pool: its parameterised entries are 0, 2, 4, 6, 7.
-
-_TRUNK_9 = [("features.0", MFMConv), ("features.2", Group), ("features.4", Group), ("features.6", Group),
-            ("features.7", Group)]
-
-
-def _trunk_29():
-    """conv1, then for stage k = 1..4: k resblocks ``blockk.i`` and ``groupk`` (the paper's 1, 2, 3, 4 blocks)."""
-    names = [("conv1", MFMConv)]
-    for stage in (1, 2, 3, 4):
-        names += [(f"block{stage}.{i}", ResBlock) for i in range(stage)]
-        names.append((f"group{stage}", Group))
-    return names
-
-
-_LAYOUT = {
-    # network: (trunk names, (head name, head type)); the classifier is ``fc2`` in all three
-    "lightcnn9": (_TRUNK_9, ("fc1", MFMDense)),
-    "lightcnn29": (_trunk_29(), ("fc", MFMDense)),
-    "lightcnn29v2": (_trunk_29(), ("fc", nn.Dense)),
-}
-
+# The authors' module tree against ours
 
 def _leaves(path, block):
     """{authors' tensor name: our Parameter} below one block, following the authors' attribute names."""
@@ -105,23 +83,18 @@ def _leaves(path, block):
 
 def authors_parameter_map(net, network):
     """{authors' state_dict key (without ``module.``): Parameter of ``net``}, every parameter of ``net`` once."""
-    trunk_names, (head_name, head_type) = _LAYOUT[network]
+    layout = CONFIGS[network].authors
     trunk = net.embedding.trunk
     blocks = [trunk[i] for i in range(len(trunk)) if list(trunk[i].collect_params().keys())]
-    if len(blocks) != len(trunk_names):
+    if len(blocks) != len(layout.trunk):
         raise AssertionError(f"{network}: {len(blocks)} parameterised trunk blocks, the authors' layout has "
-                             f"{len(trunk_names)}")
+                             f"{len(layout.trunk)}")
     mapping = {}
-    for (name, expected_type), block in zip(trunk_names, blocks):
-        if type(block) is not expected_type:
-            raise AssertionError(f"{network}: authors' {name} is a {expected_type.__name__}, ours is "
-                                 f"{type(block).__name__}")
+    for (name, expected_type), block in zip(layout.trunk + (layout.head,), blocks + [net.embedding.head]):
+        if type(block).__name__ != expected_type:
+            raise AssertionError(f"{network}: authors' {name} is a {expected_type}, ours is {type(block).__name__}")
         mapping.update(_leaves(name, block))
-    if type(net.embedding.head) is not head_type:
-        raise AssertionError(f"{network}: authors' {head_name} is a {head_type.__name__}, ours is "
-                             f"{type(net.embedding.head).__name__}")
-    mapping.update(_leaves(head_name, net.embedding.head))
-    mapping.update(_leaves("fc2", net.classifier))
+    mapping.update(_leaves(layout.classifier, net.classifier))
     ours = {p.name for p in net.collect_params().values()}
     mapped = [p.name for p in mapping.values()]
     if sorted(mapped) != sorted(ours):
@@ -268,43 +241,3 @@ def write_checkpoint(net, source, prefix, preprocess=AUTHORS_PREPROCESS):
                                  epoch=CONVERTED_EPOCH, origin={"kind": "converted", **source})
     with locks.hold(prefix, field="out"):  # a checkpoint prefix: one writer under it, a training or a conversion
         return checkpoint.save(net, None, prefix, sidecar)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Command line
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.convert", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--pytorch", required=True, help="the authors' .pth.tar (or a bare state_dict file)")
-    parser.add_argument("--out", required=True, help="checkpoint prefix to write, e.g. models/lightcnn29v2")
-    parser.add_argument("--network", choices=NETWORKS, default=None, help="override the detected network")
-    parser.add_argument("--image-size", type=int, default=AUTHORS_PREPROCESS.image_size,
-                        help="side images are resized to before the 128 centre crop: 144 for 144x144 training-"
-                             "aligned faces, 128 for the authors' 128x128 test crops")
-    cli.add_debug_flag(parser)
-    return parser
-
-
-def _convert(argv):
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=cli.LOG_FORMAT)
-    preprocess = Preprocess(image_size=args.image_size, crop_size=AUTHORS_PREPROCESS.crop_size,
-                            scale=AUTHORS_PREPROCESS.scale, mean=AUTHORS_PREPROCESS.mean)
-    net, source = load_pytorch_checkpoint(args.pytorch, args.network)
-    write_checkpoint(net, source, args.out, preprocess)
-    log.info("%s: %s%s, %d classes, sha256 %s", source["file"], source["network"],
-             "" if args.network else " (detected)", source["num_classes"], source["sha256"])
-    log.info("wrote %s, %s and %s; preprocessing %s", checkpoint.symbol_path(args.out),
-             checkpoint.params_path(args.out, CONVERTED_EPOCH), checkpoint.sidecar_path(args.out, CONVERTED_EPOCH),
-             preprocess.to_dict())
-    return 0
-
-
-def main(argv=None):
-    """The converter's command line; returns the exit status (2: bad input, or torch missing)."""
-    return cli.run(_convert, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

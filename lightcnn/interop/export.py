@@ -1,12 +1,12 @@
 """A checkpoint -> an ONNX model of the face embedding, through MXNet's own exporter (``mx.onnx.export_model``).
 
-    python -m lightcnn.export --model-prefix models/lightcnn29v2 [--epoch N] --onnx lightcnn29v2.onnx [--with-logits]
+    python -m lightcnn export --model-prefix models/lightcnn29v2 [--epoch N] --onnx lightcnn29v2.onnx [--with-logits]
 
 The ONNX graph takes ``data`` (batch, 1, 128, 128) float32, preprocessed as the checkpoint's sidecar says (recorded
 in the model's metadata as ``preprocess``), with a dynamic batch axis named ``batch``. Its first output is
 ``embedding`` (batch, 256). By default that is the only output: the embedding is what a face-recognition user
 deploys, and the classifier over the training identities is a training head: for the authors' 29v2 it is an
-80,013 x 256 matrix, 82 MB, twice the size of the rest of the network, and the identities are not faces anyone
+80,013 x 256 matrix, larger than the rest of the network, and the identities are not faces anyone
 verifies against. ``--with-logits`` keeps it as a second output ``logits`` (batch, num_classes).
 
 What is done to MXNet 1.9.1's export, and why:
@@ -24,17 +24,17 @@ What is done to MXNet 1.9.1's export, and why:
 - The batch dimension is written as an anonymous dimension; it is named ``batch`` on the input and the outputs.
 - The outputs are renamed from MXNet's internal names to ``embedding`` and ``logits``.
 
-onnx (and onnxruntime, to run the model) are optional; without onnx the command says how to install it.
+onnx (and onnxruntime, to run the model) are optional; without onnx the command says how to install it. The command
+line is :mod:`lightcnn.cli.export`.
 """
-import argparse
 import json
 import os
 
 import mxnet as mx
 import numpy as np
 
-from lightcnn import checkpoint, cli, files, locks
-from lightcnn.model import EMBEDDING_SIZE, INPUT_SHAPE
+from lightcnn import checkpoint, files, locks
+from lightcnn.networks import EMBEDDING_SIZE, INPUT_SHAPE
 from lightcnn.optional import require
 
 ONNX_OPSET = 13  # the newest opset mxnet 1.9.1's mx2onnx has converters for
@@ -121,37 +121,3 @@ def export_onnx(prefix, onnx_path, epoch=None, with_logits=False):
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, temp)
     return model
-
-
-def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.export", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--model-prefix", required=True, help="checkpoint prefix (prefix-NNNN.params + .json)")
-    parser.add_argument("--epoch", type=int, default=None, help="checkpoint epoch (None: the last one saved)")
-    parser.add_argument("--onnx", required=True, help="the .onnx file to write")
-    parser.add_argument("--with-logits", action="store_true",
-                        help="also output the classifier's logits (second output); default: the embedding only")
-    cli.add_debug_flag(parser)
-    return parser
-
-
-def _shape(value_info):
-    return "(" + ", ".join(d.dim_param or str(d.dim_value) for d in value_info.type.tensor_type.shape.dim) + ")"
-
-
-def _export(argv):
-    args = build_parser().parse_args(argv)
-    model = export_onnx(args.model_prefix, args.onnx, args.epoch, args.with_logits)
-    inputs = ", ".join(f"{i.name} {_shape(i)}" for i in model.graph.input)
-    outputs = ", ".join(f"{o.name} {_shape(o)}" for o in model.graph.output)
-    print(f"wrote {args.onnx}: opset {ONNX_OPSET}, input {inputs}, outputs {outputs}")
-    return 0
-
-
-def main(argv=None):
-    """The exporter's command line; returns the exit status (2: bad input, or onnx missing)."""
-    return cli.run(_export, argv)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
