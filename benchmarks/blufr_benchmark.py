@@ -1,6 +1,6 @@
 """BLUFR on the shared LFW crops for two fair baselines: raw pixels and the untrained LightCNN-9.
 
-    python benchmarks/blufr_benchmark.py [--data ../shared/data] [--out blufr_output] [--octave]
+    python benchmarks/blufr_benchmark.py [--data ../shared/data] [--out output/blufr] [--octave]
 
 Steps (each output is kept in ``--out`` and reused by a later run):
 
@@ -141,7 +141,8 @@ def format_rows(rows):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default=default_data(), help="the shared data folder (env LIGHTCNN_DATA)")
-    parser.add_argument("--out", default=os.path.join(PROJECT_ROOT, "blufr_output"))
+    parser.add_argument("--out", default=os.path.join(PROJECT_ROOT, "output", "blufr"),
+                        help="features, lists and results (kept and reused; output/ is git-ignored)")
     parser.add_argument("--pixel-side", type=int, default=16, help="raw pixels: side of the shrunk centre crop")
     parser.add_argument("--octave", action="store_true", help="also time blufr_eval.m in octave-cli")
     parser.add_argument("--features-only", action="store_true", help="make the features files and stop")
