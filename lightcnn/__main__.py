@@ -9,7 +9,7 @@ import sys
 # command -> the module whose main(argv) runs it
 COMMANDS = {
     "prepare": "lightcnn.prepare",
-    "train": "lightcnn.training.cli",
+    "train": "lightcnn.cli.train",
     "extract": "lightcnn.extract",
     "evaluate": "lightcnn.verification",
     "blufr": "lightcnn.cli.blufr",
@@ -17,7 +17,7 @@ COMMANDS = {
     "verify-pair": "lightcnn.verify",
     "convert": "lightcnn.convert",
     "export": "lightcnn.export",
-    "launch": "lightcnn.training.launch",
+    "launch": "lightcnn.cli.launch",
 }
 
 
