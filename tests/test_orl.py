@@ -5,8 +5,8 @@ training and 2 for validation) through the real train_lightcnn.py; the tests the
 and verification on the ten people it never saw.
 
 Settings: the recipe's Glorot default ('avg') leaves the embedding almost constant across images for hundreds of
-steps on a dataset this small (measured: across-image std 0.0025 vs 0.08 with 'in'), so these runs use Caffe's
-xavier ('in'), inputs centred at 127.5 and Adam 3e-4.
+steps on a dataset this small (measured: across-image std 0.0025 vs 0.08 with 'in'), so these runs use the
+small-data recipe (``--recipe small-data``: Caffe's xavier ('in'), inputs centred at 127.5, Adam 3e-4, batch 16).
 """
 import os
 import pathlib
@@ -40,11 +40,9 @@ def orl_model(shared_data, tmp_path_factory):
     prepare_dataset(str(faces), str(work / "rec"), val_fraction=0.2, seed=0, verbose=False)
     prefix = work / "ckpt" / "lightcnn9"
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train_lightcnn.py"), "--network", "lightcnn9",
+        [sys.executable, str(PROJECT_ROOT / "train_lightcnn.py"), "--recipe", "small-data", "--network", "lightcnn9",
          "--data-train", str(work / "rec" / "train.rec"), "--data-val", str(work / "rec" / "val.rec"),
-         "--num-epochs", str(EPOCHS), "--batch-size", "16", "--lr", "3e-4", "--lr-step-epochs", "",
-         "--xavier-factor-type", "in", "--mean", "127.5", "--seed", "0", "--model-prefix", str(prefix),
-         "--disp-batches", "5"],
+         "--num-epochs", str(EPOCHS), "--seed", "0", "--model-prefix", str(prefix), "--disp-batches", "5"],
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return {"work": work, "prefix": prefix, "log": proc.stderr}

@@ -17,7 +17,7 @@ import mxnet as mx
 from lightcnn import checkpoint, convert, export, extract, files, init, locks
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 
 from helpers.runs import ROOT, WORKER, worker_env
 

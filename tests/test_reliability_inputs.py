@@ -18,7 +18,7 @@ import mxnet as mx
 from lightcnn import align, checkpoint, convert, export, extract, files, images, init, prepare, verify
 from lightcnn.images import MIN_FACE_SIZE, Preprocess
 from lightcnn.model import ModelSpec
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:SymbolDatabase.GetPrototype:UserWarning")  # MediaPipe's protobuf
 

@@ -6,7 +6,7 @@ from lightcnn import align, checkpoint
 from lightcnn.checkpoint import Sidecar
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec, default_dropout
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.loop import _check_resume
 
