@@ -15,6 +15,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from lightcnn import checkpoint, init, locks, precision, progress
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import default_dropout
-from lightcnn.training.config import ConfigError
+from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.distributed import DistributedStore
 from lightcnn.training.epoch import TrainingError, batches_in, evaluate_classifier, train_epoch
 from lightcnn.training.metrics import MetricsLog, epoch_row
@@ -272,7 +273,9 @@ class EpochState:
     row: dict = None
 
 
-def fit(config, data, verify=None, logger=None, ctxs=None, store=None, hooks=()):
+def fit(config: TrainConfig, data: TrainingData, verify: Callable[[object, mx.Context], float] | None = None,
+        logger: logging.Logger | None = None, ctxs: list[mx.Context] | None = None,
+        store: DistributedStore | None = None, hooks: Sequence[Callable[[EpochState], None]] = ()) -> FitResult:
     """Train as ``config`` says on ``data`` (a :class:`TrainingData`). Returns a FitResult: the trained network,
     the per-epoch metric rows, this worker's rank and the number of workers.
 
