@@ -9,7 +9,7 @@ import sys
 # command -> the module whose main(argv) runs it
 COMMANDS = {
     "prepare": "lightcnn.cli.prepare",
-    "train": "lightcnn.training.cli",
+    "train": "lightcnn.cli.train",
     "extract": "lightcnn.cli.extract",
     "evaluate": "lightcnn.cli.evaluate",
     "blufr": "lightcnn.cli.blufr",
@@ -17,7 +17,7 @@ COMMANDS = {
     "verify-pair": "lightcnn.cli.verify_pair",
     "convert": "lightcnn.cli.convert",
     "export": "lightcnn.cli.export",
-    "launch": "lightcnn.training.launch",
+    "launch": "lightcnn.cli.launch",
 }
 
 

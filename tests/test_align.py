@@ -297,7 +297,7 @@ def test_the_summary_marks_the_tree_as_aligned(tmp_path):
 
 
 def test_training_and_extraction_never_import_mediapipe():
-    code = ("import sys, lightcnn.data, lightcnn.training.loop, lightcnn.training.cli, lightcnn.extract, "
+    code = ("import sys, lightcnn.data, lightcnn.training.loop, lightcnn.cli.train, lightcnn.extract, "
             "lightcnn.cli.extract, lightcnn.prepare, lightcnn.model, lightcnn.align, lightcnn.align_folder, "
             "lightcnn.cli.prepare, lightcnn.cli.align; print('mediapipe' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

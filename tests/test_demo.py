@@ -11,6 +11,7 @@ import cv2
 
 from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.tools import demo, pipeline, synthetic_faces as sf
+from lightcnn.training.recipes import SMALL_DATA
 
 
 def make_image(seed, identity, image, difficulty=1.0):
@@ -170,12 +171,13 @@ def test_untrained_checkpoint_is_the_training_start(tmp_path):
         for i in range(8):
             cv2.imwrite(str(faces / f"p{label}" / f"{i}.png"), make_image(0, label, i))
     prepare_dataset(str(faces), str(tmp_path / "data"), val_fraction=0, verbose=False)
-    pre = Preprocess(mean=127.5)
-    demo.save_untrained_checkpoint(str(tmp_path / "u" / "net"), 2, None, pre, 5, "in", 3.0, 0.0)
-    subprocess.run([sys.executable, pipeline.TRAIN_SCRIPT, "--network", "lightcnn9",
-                    "--data-train", str(tmp_path / "data" / "train.rec"), "--num-epochs", "1", "--batch-size", "16",
-                    "--lr", "1e-30", "--dropout", "0", "--mean", "127.5", "--xavier-factor-type", "in", "--seed", "5",
-                    "--model-prefix", str(tmp_path / "t" / "net")], check=True, capture_output=True)
+    pre = Preprocess(mean=SMALL_DATA.mean)
+    demo.save_untrained_checkpoint(str(tmp_path / "u" / "net"), 2, None, pre, 5, SMALL_DATA.xavier_factor_type,
+                                   SMALL_DATA.xavier_magnitude, 0.0)
+    subprocess.run([sys.executable, pipeline.TRAIN_SCRIPT, "--recipe", "small-data", "--network", "lightcnn9",
+                    "--data-train", str(tmp_path / "data" / "train.rec"), "--num-epochs", "1", "--lr", "1e-30",
+                    "--dropout", "0", "--seed", "5", "--model-prefix", str(tmp_path / "t" / "net")],
+                   check=True, capture_output=True)
     untrained = mx.nd.load(str(tmp_path / "u" / "net-0000.params"))
     trained = mx.nd.load(str(tmp_path / "t" / "net-0001.params"))
     assert sorted(untrained) == sorted(trained)

@@ -146,6 +146,28 @@ def test_sidecar_round_trip_and_checksums(tmp_path):
     assert read.checksums["params"] == files.sha256(checkpoint.params_path(prefix, 2))
 
 
+# --- the after-epoch hooks ----------------------------------------------------------------------------------------
+
+def test_a_hook_sees_every_epoch_before_the_built_in_ones(tmp_path):
+    """A caller's hook runs after each epoch's training, before validation, metrics and that epoch's checkpoint."""
+    from lightcnn.training import TrainConfig, TrainingData, fit
+
+    def batches(epoch, batch_size, num_parts, part_index):
+        images = np.random.RandomState(epoch).uniform(size=(4, 1, 128, 128)).astype(np.float32)
+        return mx.io.NDArrayIter(images, np.arange(4) % 2, batch_size)
+
+    seen = []
+
+    def hook(state):
+        seen.append((state.epoch, state.lr, state.row, checkpoint.saved_epochs(str(tmp_path / "m"))))
+
+    config = TrainConfig(network="lightcnn4", benchmark=True, batch_size=4, num_epochs=2, lr=1e-3,
+                         lr_step_epochs=(1,), disp_batches=0, model_prefix=str(tmp_path / "m"))
+    result = fit(config, TrainingData(batches, 2), ctxs=[mx.cpu()], hooks=[hook])
+    assert seen == [(0, 1e-3, None, []), (1, pytest.approx(1e-4), None, [1])]
+    assert [row["epoch"] for row in result.rows] == [1, 2] and checkpoint.saved_epochs(str(tmp_path / "m")) == [1, 2]
+
+
 # --- whole runs (subprocesses, so a resume really is a new process) -----------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -193,5 +193,5 @@ def test_several_devices_per_process_are_refused(tmp_path):
 
 
 def test_network_name_is_the_network_flag():
-    from lightcnn.training.cli import build_parser
+    from lightcnn.cli.train import build_parser
     assert build_parser().parse_args(["--network-name", "lightcnn9"]).network == "lightcnn9"

@@ -5,9 +5,9 @@ training and 2 for validation) through the real train_lightcnn.py; the tests the
 and verification on the ten people it never saw.
 
 Settings: the recipe's Glorot default ('avg') leaves the embedding almost constant across images for hundreds of
-steps on a dataset this small (measured: across-image std 0.0025 vs 0.08 with 'in'), so these runs use Caffe's
-xavier ('in'), inputs centred at 127.5 and Adam, here at 6e-4 for 5 epochs: the benchmark's 3e-4 needed a sixth epoch
-to clear the bar below with oneDNN held to AVX2 (README, "Tests").
+steps on a dataset this small (measured: across-image std 0.0025 vs 0.08 with 'in'), so these runs use the
+small-data recipe (``--recipe small-data``: Caffe's xavier ('in'), inputs centred at 127.5, Adam, batch 16), here at
+Adam 6e-4 for 5 epochs: the recipe's 3e-4 needed a sixth epoch to clear the bar below with oneDNN held to AVX2.
 """
 import os
 import pathlib
@@ -41,10 +41,9 @@ def orl_model(shared_data, tmp_path_factory):
     prepare_dataset(str(faces), str(work / "rec"), val_fraction=0.2, seed=0, verbose=False)
     prefix = work / "ckpt" / "lightcnn9"
     proc = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "train_lightcnn.py"), "--network", "lightcnn9",
+        [sys.executable, str(PROJECT_ROOT / "train_lightcnn.py"), "--recipe", "small-data", "--network", "lightcnn9",
          "--data-train", str(work / "rec" / "train.rec"), "--data-val", str(work / "rec" / "val.rec"),
-         "--num-epochs", str(EPOCHS), "--batch-size", "16", "--lr", "6e-4", "--lr-step-epochs", "",
-         "--xavier-factor-type", "in", "--mean", "127.5", "--seed", "0", "--model-prefix", str(prefix),
+         "--num-epochs", str(EPOCHS), "--lr", "6e-4", "--seed", "0", "--model-prefix", str(prefix),
          "--disp-batches", "5"],
         capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -19,7 +19,7 @@ from lightcnn.cli import extract
 from lightcnn.interop import convert, export
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 
 from helpers.runs import ROOT, WORKER, worker_env
 

@@ -13,7 +13,7 @@ import mxnet as mx
 
 from lightcnn import checkpoint, files
 from lightcnn.checkpoint import CheckpointError
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 
 from helpers.runs import WORKER, load_params, run_worker, worker_env
 

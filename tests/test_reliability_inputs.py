@@ -20,7 +20,7 @@ from lightcnn.cli import convert, export, extract, prepare as prepare_cli, verif
 from lightcnn.faces import MIN_FACE_SIZE, ImageTooSmallError
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:SymbolDatabase.GetPrototype:UserWarning")  # MediaPipe's protobuf
 

@@ -6,7 +6,7 @@ from lightcnn import align, checkpoint
 from lightcnn.checkpoint import Sidecar
 from lightcnn.images import Preprocess
 from lightcnn.model import ModelSpec, default_dropout
-from lightcnn.training import cli as train_cli
+from lightcnn.cli import train as train_cli
 from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.loop import _check_resume
 
@@ -84,3 +84,21 @@ def test_resuming_lightcnn4_with_dropout_0_7_continues_and_records_no_change(cap
     assert "resuming at epoch 1 with settings changed since that checkpoint: num_epochs 1 -> 2\n" in err
     (entry,) = checkpoint.read_sidecar(str(prefix), 2).training.history
     assert entry["changed"] == {"num_epochs": [1, 2]}
+
+
+# --- named recipes --------------------------------------------------------------------------------------------------
+
+def test_a_recipe_is_where_the_flags_start_and_a_flag_given_overrides_it():
+    import dataclasses
+
+    from lightcnn.training.recipes import SEED, SMALL_DATA
+    assert SEED == TrainConfig()
+    assert (SMALL_DATA.mean, SMALL_DATA.optimizer, SMALL_DATA.lr, SMALL_DATA.batch_size,
+            SMALL_DATA.xavier_factor_type) == (127.5, "adam", 3e-4, 16, "in")
+    config = train_cli.parse_config(["--recipe", "small-data", "--benchmark", "1", "--lr", "1e-3"])
+    assert config == dataclasses.replace(SMALL_DATA, benchmark=True, lr=1e-3)
+    assert train_cli.parse_config(["--benchmark", "1"]) == dataclasses.replace(SEED, benchmark=True)
+    # what the tools hand to train_lightcnn.py: the flags that make a config from a recipe give it back
+    config = dataclasses.replace(config, network="lightcnn9", mirror=False, lr_step_epochs=(6,), dropout=0.0)
+    for recipe in ("seed", "small-data"):
+        assert train_cli.parse_config(train_cli.command_flags(config, recipe)) == config

@@ -57,10 +57,9 @@ def lfw_model(shared_data, tmp_path_factory):
         held[name] = photos[TRAIN:TRAIN + 4]
     prepare_dataset(work / "photos", work / "rec", align=True, val_fraction=0.0, verbose=False)
     prefix = work / "lightcnn9"
-    done = run(ROOT / "train_lightcnn.py", "--network", "lightcnn9", "--data-train", work / "rec" / "train.rec",
-               "--num-epochs", EPOCHS, "--batch-size", 16, "--lr", LR, "--lr-step-epochs", "",
-               "--xavier-factor-type", "in", "--mean", 127.5, "--dropout", 0, "--seed", 0, "--model-prefix", prefix,
-               "--disp-batches", 0, "--keep-checkpoints", 1)
+    done = run(ROOT / "train_lightcnn.py", "--recipe", "small-data", "--network", "lightcnn9", "--data-train",
+               work / "rec" / "train.rec", "--num-epochs", EPOCHS, "--lr", LR, "--dropout", 0, "--seed", 0,
+               "--model-prefix", prefix, "--disp-batches", 0, "--keep-checkpoints", 1)
     assert done.returncode == 0, done.stderr[-3000:]
 
     # the LFW evaluation of this checkpoint: photos 1 and 2 of the held-out four, every same and different pair

@@ -23,10 +23,10 @@ every step and where every output is; ``OUT/demo_summary.json`` holds the same.
 Why the demo's training recipe differs from the seed's (Adam 1e-5, batch 64, dropout 0.5, Glorot "avg" Xavier,
 [0, 1] inputs, 35 epochs on millions of faces): on a hundred identities the seed recipe leaves the loss at the class
 prior for the whole run, because Glorot's weights make the features of different images almost identical at the
-start. Caffe's "xavier" (``--xavier-factor-type in``), centred inputs (``--mean 127.5``), no dropout, Adam 3e-4 and
-batch 16 (as many images per second on a CPU as batch 64, four times the updates) learn within the first epoch. The
-measurements behind each choice are in the README ("Small datasets", "Measured figures"). Every one of these is a
-flag of ``train_lightcnn.py`` (the demo prints the command); nothing is patched.
+start. The small-data recipe (``--recipe small-data``, :mod:`lightcnn.training.recipes`: Caffe's "xavier", centred
+inputs, Adam 3e-4, batch 16) with no dropout learns within the first epoch. The measurements behind each choice are
+in the README ("Small datasets", "Measured figures"). Every one of these is a flag of ``train_lightcnn.py`` (the demo
+prints the command); nothing is patched.
 """
 from __future__ import annotations
 
@@ -39,6 +39,8 @@ import time
 from lightcnn import cli, files, init, precision
 from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.images import Preprocess
+from lightcnn.training.recipes import SMALL_DATA
+from lightcnn.training.schedule import parse_steps
 from lightcnn.tools import synthetic_faces
 from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, MATLAB_DIR, NETWORK, PipelineError, Steps, claim_output, pct,
                                      pack_identities, pair_identities, pair_images, train_command,
@@ -171,9 +173,11 @@ def run_demo(args):
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epoch{'s' * (args.epochs != 1)} on {n_train} images of "
                              f"{num_classes} identities (batch {batch_size}, Adam lr {args.lr:g}), on the CPU in "
                              f"{args.dtype}")
-    command = train_command(data_dir, prefix, args.epochs, batch_size, args.lr, args.lr_step_epochs, args.mean,
-                            args.xavier_factor_type, args.seed, args.disp_batches, has_val=n_val > 0,
-                            dropout=args.dropout, xavier_magnitude=args.xavier_magnitude, dtype=args.dtype)
+    command = train_command(data_dir, prefix, n_val > 0, num_epochs=args.epochs, batch_size=batch_size, lr=args.lr,
+                            lr_step_epochs=parse_steps(args.lr_step_epochs), mean=args.mean,
+                            xavier_factor_type=args.xavier_factor_type, seed=args.seed,
+                            disp_batches=args.disp_batches, dropout=args.dropout,
+                            xavier_magnitude=args.xavier_magnitude, dtype=args.dtype)
     steps.run("train", command)
     paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), {prefix}-symbol.json",
                  untrained=f"{untrained_prefix}-0000.params", training_log=f"{prefix}-train.log",
@@ -335,12 +339,13 @@ def build_parser():
     train = parser.add_argument_group("Training (see the module docstring for why these differ from the seed "
                                       "recipe)")
     train.add_argument("--epochs", type=int, default=8)
-    train.add_argument("--batch-size", type=int, default=16)
-    train.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    train.add_argument("--batch-size", type=int, default=SMALL_DATA.batch_size)
+    train.add_argument("--lr", type=float, default=SMALL_DATA.lr, help="Adam learning rate")
     train.add_argument("--lr-step-epochs", default="6", help="epochs where the rate drops 10x")
     train.add_argument("--dropout", type=float, default=0.0)
-    train.add_argument("--mean", type=float, default=127.5, help="pixel mean subtracted before scaling by 1/255")
-    train.add_argument("--xavier-factor-type", default=init.SMALL_DATA_FACTOR_TYPE, choices=init.FACTOR_TYPES)
+    train.add_argument("--mean", type=float, default=SMALL_DATA.mean,
+                       help="pixel mean subtracted before scaling by 1/255")
+    train.add_argument("--xavier-factor-type", default=SMALL_DATA.xavier_factor_type, choices=init.FACTOR_TYPES)
     train.add_argument("--xavier-magnitude", type=float, default=init.MAGNITUDE)
     train.add_argument("--disp-batches", type=int, default=20)
     train.add_argument("--seed", type=int, default=0, help="seed of the faces, the split and the training")

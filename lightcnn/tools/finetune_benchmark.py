@@ -5,7 +5,8 @@ to train on, all 4,950 same/different pairs of the ten unseen people s31-s40 to 
         [--epochs 6] [--out finetune_output]
 
 Every run is ``train_lightcnn.py`` LightCNN-9 on the same packed data, for the same epochs, with the same seed and the
-ORL test's recipe (batch 16, Adam 3e-4, centred inputs, Caffe's xavier for what is initialised):
+ORL test's recipe, ``--recipe small-data`` (:mod:`lightcnn.training.recipes`; Caffe's xavier for what is
+initialised):
 
     scratch        from the network's own initialisation
     fine-tuned     --pretrained, every layer trained (the pretrained ones at --pretrained-lr-mult of the rate)
@@ -26,6 +27,7 @@ from lightcnn.protocols.features import Features
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.extract import extract_features
 from lightcnn.images import load_eval_image
+from lightcnn.training.recipes import SMALL_DATA
 from lightcnn.tools.pipeline import (NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pack_identities, pct,
                                      tool_main, train_command)
 
@@ -72,9 +74,10 @@ def run(args):
     for name, extra in runs.items():
         prefix = os.path.join(out, name.replace(" ", "_"), NETWORK)
         started = steps.begin(name, f"LightCNN-9 on ORL s1-s30, {args.epochs} epochs, {name}")
-        steps.run(name, train_command(data_dir, prefix, args.epochs, args.batch_size, args.lr, "", args.mean,
-                                      args.xavier_factor_type, args.seed, args.disp_batches,
-                                      has_val=summary["val"]["images"] > 0, **extra),
+        steps.run(name, train_command(data_dir, prefix, summary["val"]["images"] > 0, num_epochs=args.epochs,
+                                      batch_size=args.batch_size, lr=args.lr, mean=args.mean,
+                                      xavier_factor_type=args.xavier_factor_type, seed=args.seed,
+                                      disp_batches=args.disp_batches, **extra),
                   log_name=name.replace(" ", "_"))
         results[name], preprocess = verify_checkpoint(prefix, root, keys, pairs)
         steps.end(name, started)
@@ -103,11 +106,11 @@ def build_parser():
     parser.add_argument("--pretrained", required=True, help="a LightCNN-9 checkpoint, PREFIX[:EPOCH]")
     parser.add_argument("--orl", default=os.path.join(SHARED_DATA, "orl_faces"), help="the ORL faces, sN/i.pgm")
     parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--batch-size", type=int, default=SMALL_DATA.batch_size)
+    parser.add_argument("--lr", type=float, default=SMALL_DATA.lr)
     parser.add_argument("--pretrained-lr-mult", type=float, default=1.0)
-    parser.add_argument("--mean", type=float, default=127.5)
-    parser.add_argument("--xavier-factor-type", default="in")
+    parser.add_argument("--mean", type=float, default=SMALL_DATA.mean)
+    parser.add_argument("--xavier-factor-type", default=SMALL_DATA.xavier_factor_type)
     parser.add_argument("--val-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--disp-batches", type=int, default=0)

@@ -36,6 +36,8 @@ from lightcnn import files, init, precision
 from lightcnn.protocols import lfw_pairs as lfw, report, tenfold, thresholds
 from lightcnn.protocols.features import load_features
 from lightcnn.checkpoint import read_sidecar
+from lightcnn.training.recipes import SMALL_DATA
+from lightcnn.training.schedule import parse_steps
 from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
                                      pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
                                      training_identities, write_pixel_features)
@@ -124,9 +126,11 @@ def run(args):
 
     prefix = os.path.join(out, "model", NETWORK)
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs on {n_train} images in {args.dtype}")
-    command = train_command(data_dir, prefix, args.epochs, min(args.batch_size, n_train), args.lr,
-                            args.lr_step_epochs, args.mean, args.xavier_factor_type, args.seed, args.disp_batches,
-                            has_val=n_val > 0, wd=args.wd, dropout=args.dropout, dtype=args.dtype)
+    command = train_command(data_dir, prefix, n_val > 0, num_epochs=args.epochs,
+                            batch_size=min(args.batch_size, n_train), lr=args.lr,
+                            lr_step_epochs=parse_steps(args.lr_step_epochs), mean=args.mean,
+                            xavier_factor_type=args.xavier_factor_type, seed=args.seed, disp_batches=args.disp_batches,
+                            wd=args.wd, dropout=args.dropout, dtype=args.dtype)
     steps.run("train", command)
     steps.end("train", t)
 
@@ -187,13 +191,14 @@ def build_parser():
                        help="default: as many as fit in about an hour, %s" % ", ".join(
                            f"{e} in {d}" for d, (e, _) in EPOCHS_IN_AN_HOUR.items()))
     train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=3e-4, help="Adam learning rate")
+    train.add_argument("--lr", type=float, default=SMALL_DATA.lr, help="Adam learning rate")
     train.add_argument("--lr-step-epochs", default=None,
                        help="default: %s" % ", ".join(f"{s} with {e} epochs" for e, s in EPOCHS_IN_AN_HOUR.values()))
     train.add_argument("--wd", type=float, default=5e-4)
     train.add_argument("--dropout", type=float, default=None, help="default: the network's own (0.5)")
-    train.add_argument("--mean", type=float, default=127.5, help="pixel mean subtracted before scaling by 1/255")
-    train.add_argument("--xavier-factor-type", default=init.SMALL_DATA_FACTOR_TYPE, choices=init.FACTOR_TYPES)
+    train.add_argument("--mean", type=float, default=SMALL_DATA.mean,
+                       help="pixel mean subtracted before scaling by 1/255")
+    train.add_argument("--xavier-factor-type", default=SMALL_DATA.xavier_factor_type, choices=init.FACTOR_TYPES)
     train.add_argument("--disp-batches", type=int, default=20)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--dtype", default=precision.fastest_cpu_dtype(), choices=precision.DTYPES,

@@ -6,8 +6,8 @@ measured effect of ``--fit`` and ``--align``.
 
 1. ``python -m lightcnn prepare`` packs people s1-s30 (8 images each for training, 2 for validation; ORL's faces are
    92x112, so ``--fit`` decides how they become square; ``--align`` aligns them to the LightCNN template first);
-2. ``train_lightcnn.py`` trains LightCNN-9 with test_orl.py's settings (6 epochs, batch 16, Adam 3e-4, Caffe
-   xavier, inputs centred at 127.5, seed 0, or ``--seed``'s for the split and the training);
+2. ``train_lightcnn.py`` trains LightCNN-9 with test_orl.py's settings (``--recipe small-data``, 6 epochs, seed 0,
+   or ``--seed``'s for the split and the training);
 3. ``extract_features.py`` extracts the 100 images of the unseen people s31-s40 with that checkpoint (which repeats
    the fit and the alignment by itself), and a raw-pixel baseline takes the same network inputs as features;
 4. the Python evaluator scores all 4,950 same/different pairs of s31-s40 (450 matched, dealt round-robin into 10
@@ -64,7 +64,7 @@ def run(args):
 
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epochs (tests/test_orl.py's settings)")
     prefix = os.path.join(out, "model", "lightcnn9")
-    steps.run("train", train_command(data_dir, prefix, args.epochs, 16, 3e-4, "", 127.5, "in", args.seed, 5, True))
+    steps.run("train", train_command(data_dir, prefix, True, num_epochs=args.epochs, seed=args.seed, disp_batches=5))
     steps.end("train", t)
     sidecar = read_sidecar(prefix, args.epochs)
 

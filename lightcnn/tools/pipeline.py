@@ -2,6 +2,7 @@
 face tree into training identities and the identities the verification pairs use; the raw-pixel baseline; and the
 output folder a run may rewrite.
 """
+import dataclasses
 import math
 import os
 import shlex
@@ -13,8 +14,10 @@ import time
 import numpy as np
 
 from lightcnn import cli, files
+from lightcnn.cli.train import command_flags
 from lightcnn.feature_files import save_features_mat
 from lightcnn.images import load_eval_image
+from lightcnn.training.recipes import SMALL_DATA
 
 PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHARED_DATA = os.path.join(os.path.dirname(PROJECT_ROOT), "shared", "data")
@@ -93,26 +96,16 @@ def claim_output(out, run_folders):
         shutil.rmtree(os.path.join(out, name), ignore_errors=True)
 
 
-def train_command(data_dir, prefix, epochs, batch_size, lr, lr_step_epochs, mean, xavier_factor_type, seed,
-                  disp_batches, has_val, **more):
-    """``train_lightcnn.py`` on ``data_dir``'s RecordIO with Adam, keeping the last epoch's checkpoint only;
-    ``more`` adds flags (``wd=5e-4`` -> ``--wd 0.0005``, ``freeze_trunk=True`` -> ``--freeze-trunk``; None and
-    False are left out)."""
-    command = [sys.executable, TRAIN_SCRIPT, "--network", NETWORK,
-               "--data-train", os.path.join(data_dir, "train.rec"), "--num-epochs", str(epochs),
-               "--batch-size", str(batch_size), "--optimizer", "adam", "--lr", f"{lr:g}",
-               "--lr-step-epochs", lr_step_epochs, "--mean", f"{mean:g}", "--xavier-factor-type", xavier_factor_type,
-               "--seed", str(seed), "--model-prefix", prefix, "--disp-batches", str(disp_batches),
-               "--keep-checkpoints", "1"]  # the last epoch is the one evaluated; 66 MB per LightCNN-9 epoch add up
-    if has_val:
-        command += ["--data-val", os.path.join(data_dir, "val.rec")]
-    for name, value in more.items():
-        if value is None or value is False:
-            continue
-        command.append("--" + name.replace("_", "-"))
-        if value is not True:
-            command.append(f"{value:g}" if isinstance(value, float) else str(value))
-    return command
+def train_command(data_dir, prefix, has_val, **settings):
+    """``train_lightcnn.py --recipe small-data`` training LightCNN-9 on ``data_dir``'s RecordIO and keeping the last
+    epoch's checkpoint only; ``settings`` are the TrainConfig fields that differ from the recipe (``num_epochs=8``,
+    ``lr_step_epochs=(6,)``, ``freeze_trunk=True``; None keeps the recipe's value)."""
+    config = dataclasses.replace(
+        SMALL_DATA, network=NETWORK, data_train=os.path.join(data_dir, "train.rec"),
+        data_val=os.path.join(data_dir, "val.rec") if has_val else None, model_prefix=prefix,
+        keep_checkpoints=1,  # the last epoch is the one evaluated; every LightCNN-9 epoch's checkpoint adds up
+        **{name: value for name, value in settings.items() if value is not None})
+    return [sys.executable, TRAIN_SCRIPT] + command_flags(config, "small-data")
 
 
 def pack_identities(steps, root, out, names, val_fraction, seed):

@@ -1,8 +1,7 @@
-"""What a training run is asked to do: its settings as one plain object, and the command-line flags that fill it.
+"""What a training run is asked to do: its settings as one plain object.
 
-The flags are MXNet's image-classification conventions (``--network --gpus --kv-store --batch-size --lr
---lr-step-epochs --load-epoch --model-prefix ...``). :func:`add_args` declares them in groups with the recipe's
-defaults; :func:`from_args` turns parsed flags into a :class:`TrainConfig`, whose :meth:`~TrainConfig.check` refuses
+:class:`TrainConfig` holds every setting of a run (the command line, :mod:`lightcnn.cli.train`, fills it from flags
+of the same names; :mod:`lightcnn.training.recipes` names whole configurations). :meth:`~TrainConfig.check` refuses
 values that cannot be meant. Errors are :class:`ConfigError`, naming the setting; the command line shows it as its
 flag.
 """
@@ -14,9 +13,7 @@ import mxnet as mx
 
 from lightcnn import init, precision
 from lightcnn.images import Preprocess
-from lightcnn.model import INPUT_SHAPE, MFM_TYPES, ModelSpec, model_names
-from lightcnn.training.distributed import KV_STORES
-from lightcnn.training.schedule import parse_steps
+from lightcnn.model import ModelSpec
 
 
 class ConfigError(ValueError):
@@ -141,100 +138,3 @@ class TrainConfig:
             path = getattr(self, field)
             if path and not os.path.exists(path):
                 raise ConfigError(field, f"not found: {path}")
-
-
-def add_args(parser):
-    """Declare the training flags on ``parser`` (an argparse.ArgumentParser), in groups, with the recipe's defaults."""
-    d = TrainConfig()
-    net = parser.add_argument_group("Network")
-    # --network-name: horovodrun reads the whole command line for abbreviations of its own options and refuses
-    # --network as ambiguous (--network-interface); no other flag collides
-    net.add_argument("--network", "--network-name", default=d.network, choices=model_names(),
-                     help="the network to train (--network-name under horovodrun)")
-    net.add_argument("--num-classes", type=int, default=d.num_classes,
-                     help="training identities; read from classes.txt / the labels when not given")
-    net.add_argument("--mfm-type", default=d.mfm_type, choices=MFM_TYPES, help="Max-Feature-Map variant")
-    net.add_argument("--dropout", type=float, default=d.dropout,
-                     help="dropout before the classifier (default: the network's own, 0.5; 0.7 for lightcnn4)")
-    net.add_argument("--xavier-factor-type", default=d.xavier_factor_type, choices=init.FACTOR_TYPES,
-                     help="Xavier fan ('avg' = Glorot as in the TF port; Caffe's xavier is 'in')")
-    net.add_argument("--xavier-magnitude", type=float, default=d.xavier_magnitude, help="Xavier magnitude")
-
-    tune = parser.add_argument_group("Fine-tuning")
-    tune.add_argument("--pretrained", default=d.pretrained, metavar="PREFIX[:EPOCH]",
-                      help="start from this checkpoint's trunk and embedding (trained here or converted with "
-                           "lightcnn convert; its last epoch unless :EPOCH) with a fresh classifier for this data")
-    tune.add_argument("--freeze-trunk", action="store_true",
-                      help="keep the pretrained convolutional trunk fixed; train the embedding and the classifier")
-    tune.add_argument("--pretrained-lr-mult", type=float, default=d.pretrained_lr_mult,
-                      help="learning-rate multiplier of the pretrained layers (the classifier keeps 1)")
-
-    data = parser.add_argument_group("Data")
-    data.add_argument("--data-train", help="training .rec (with its .idx and classes.txt beside it)")
-    data.add_argument("--data-val", help="validation .rec (optional)")
-    data.add_argument("--data-nthreads", type=int, default=d.data_nthreads, help="decoding threads")
-    data.add_argument("--image-shape", default=",".join(map(str, INPUT_SHAPE)),
-                      help="network input C,H,W (MXNet's flag; LightCNN takes gray 128x128 crops)")
-    data.add_argument("--image-size", type=int, default=d.image_size, help="side of the stored square images")
-    data.add_argument("--scale", type=float, default=d.scale, help="pixel scale (after mean subtraction)")
-    data.add_argument("--mean", type=float, default=d.mean, help="pixel mean subtracted before scaling")
-    data.add_argument("--no-mirror", action="store_true", help="turn off random horizontal mirroring")
-    data.add_argument("--benchmark", type=int, default=0, help="1: train on synthetic data, to measure speed")
-    data.add_argument("--benchmark-batches", type=int, default=d.benchmark_batches,
-                      help="batches per synthetic epoch")
-
-    train = parser.add_argument_group("Training")
-    train.add_argument("--gpus", default=d.gpus, help="GPUs to train on, e.g. '0,1,2,3'; empty means the CPU")
-    train.add_argument("--kv-store", default=d.kv_store, choices=KV_STORES,
-                       help="key-value store for several devices or machines")
-    train.add_argument("--dtype", default=d.dtype, choices=precision.DTYPES,
-                       help="arithmetic precision (MXNet AMP): bfloat16 on CPUs with avx512_bf16/amx_bf16, float16 "
-                            "on GPUs (dynamic loss scaling); weights, optimizer states and checkpoints stay float32")
-    train.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch (all devices and workers)")
-    train.add_argument("--num-epochs", type=int, default=d.num_epochs,
-                       help="epochs to train (in total, across resumes)")
-    train.add_argument("--optimizer", default=d.optimizer, help="any MXNet optimizer")
-    train.add_argument("--lr", type=float, default=d.lr, help="base learning rate")
-    train.add_argument("--lr-factor", type=float, default=d.lr_factor, help="rate multiplier at each step")
-    train.add_argument("--lr-step-epochs", default=",".join(map(str, d.lr_step_epochs)),
-                       help="epochs where the rate is multiplied by --lr-factor (once epoch >= step)")
-    train.add_argument("--lr-plateau-patience", type=int, default=d.lr_plateau_patience,
-                       help="also drop the rate when validation loss has not improved for this many epochs (0: off)")
-    train.add_argument("--wd", type=float, default=d.wd, help="weight decay")
-    train.add_argument("--mom", type=float, default=d.mom, help="momentum (sgd/nag)")
-    train.add_argument("--seed", type=int, default=d.seed,
-                       help="seed for initialisation, shuffling, crops and dropout")
-
-    ckpt = parser.add_argument_group("Checkpoints and logging")
-    ckpt.add_argument("--model-prefix", default=d.model_prefix,
-                      help="checkpoints go to PREFIX-symbol.json, PREFIX-NNNN.params/.states/.json")
-    ckpt.add_argument("--load-epoch", type=int, default=d.load_epoch, help="resume from the checkpoint of this epoch")
-    ckpt.add_argument("--keep-checkpoints", type=int, default=d.keep_checkpoints,
-                      help="keep only the newest N epochs' checkpoints (older ones are deleted once the new one is "
-                           "saved); 0 keeps every epoch")
-    ckpt.add_argument("--disp-batches", type=int, default=d.disp_batches, help="show speed and metrics every N batches")
-
-    verify = parser.add_argument_group("Verification during training")
-    verify.add_argument("--verify-pairs", help="an LFW pairs.txt (or pair.label) to verify after every epoch")
-    verify.add_argument("--verify-root", help="the image folder the pairs refer to")
-    return parser
-
-
-def from_args(args):
-    """A TrainConfig from parsed flags (checked)."""
-    try:
-        shape = tuple(int(v) for v in args.image_shape.split(","))
-    except ValueError:
-        shape = None
-    if shape != INPUT_SHAPE:
-        raise ConfigError("image_shape", f"LightCNN takes gray 128x128 inputs ({','.join(map(str, INPUT_SHAPE))}), "
-                                         f"got {args.image_shape}")
-    try:
-        steps = parse_steps(args.lr_step_epochs)
-    except ValueError as error:
-        raise ConfigError("lr_step_epochs", str(error)) from None
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if hasattr(args, f.name)}
-    values.update(lr_step_epochs=steps, mirror=not args.no_mirror, benchmark=bool(args.benchmark))
-    config = TrainConfig(**values)
-    config.check()
-    return config

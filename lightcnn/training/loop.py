@@ -1,40 +1,41 @@
-"""The training loop: setting a run up (fresh or resumed), one epoch, and the epochs with their checkpoints.
+"""The training loop: setting a run up (fresh or resumed), and the epochs (:mod:`~lightcnn.training.epoch`) with
+their after-epoch hooks and checkpoints.
 
-A plain loop (no hooks): for each epoch, seed every source of randomness from (seed, epoch), build that epoch's
-training iterator, train, validate, checkpoint. Nothing random carries over from one epoch to the next except what
-the checkpoint stores (weights, Adam states, the plateau state), so a run resumed from epoch N continues exactly as
-the uninterrupted run would have.
+A plain loop: for each epoch, seed every source of randomness from (seed, epoch), build that epoch's training
+iterator, train, then call the after-epoch hooks (a list of functions: the caller's, then the built-in check that
+the workers agree, validation, verification, metrics, checkpoint). Nothing random carries over from one epoch to the
+next except what the checkpoint stores (weights, Adam states, the plateau state), so a run resumed from epoch N
+continues exactly as the uninterrupted run would have.
 """
 import collections
 import contextlib
 import dataclasses
 import json
 import logging
-import math
 import os
 import random
 import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 import mxnet as mx
 from mxnet import autograd, gluon
 
-from lightcnn import checkpoint, cpu, init, locks, precision, progress
+from lightcnn import checkpoint, init, locks, precision, progress
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import default_dropout
-from lightcnn.training.config import ConfigError
+from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.distributed import DistributedStore
+from lightcnn.training.epoch import TrainingError, batches_in, evaluate_classifier, train_epoch
 from lightcnn.training.metrics import MetricsLog, epoch_row
 from lightcnn.training.schedule import Plateau, lr_at, parse_steps, server_lr_schedule
 from lightcnn.training.stopping import StopSignals
 
 FitResult = collections.namedtuple("FitResult", "net rows rank num_workers")
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (a non-finite loss, an empty epoch); the message says where and why."""
+__all__ = ["EpochState", "FitResult", "TrainingData", "TrainingError", "fit", "initial_network", "open_store",
+           "writing_under"]
 
 
 @dataclasses.dataclass
@@ -254,30 +255,52 @@ def writing_under(prefix, store):
         yield
 
 
-def fit(config, data, verify=None, logger=None, ctxs=None, store=None):
+@dataclasses.dataclass
+class EpochState:
+    """What the after-epoch hooks are given, one object per epoch: the epoch just trained (from 0), its rate, the
+    network, the devices, this worker's store (``rank``, ``num_workers``) and the training figures. The built-in
+    hooks fill in the rest in turn: ``val``, ``verify_accuracy``, then ``row`` (the epoch's metrics)."""
+
+    epoch: int
+    lr: float
+    net: object
+    ctxs: list
+    store: object
+    train: dict
+    started: float  # time.time() at the start of the epoch
+    val: dict = dataclasses.field(default_factory=dict)
+    verify_accuracy: float = None
+    row: dict = None
+
+
+def fit(config: TrainConfig, data: TrainingData, verify: Callable[[object, mx.Context], float] | None = None,
+        logger: logging.Logger | None = None, ctxs: list[mx.Context] | None = None,
+        store: DistributedStore | None = None, hooks: Sequence[Callable[[EpochState], None]] = ()) -> FitResult:
     """Train as ``config`` says on ``data`` (a :class:`TrainingData`). Returns a FitResult: the trained network,
     the per-epoch metric rows, this worker's rank and the number of workers.
 
-    ``verify(net, ctx) -> accuracy`` is called after each epoch when given (verification during training).
-    ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts). Ctrl-C or SIGTERM saves
-    the partial epoch under ``PREFIX-interrupted`` and raises :class:`~lightcnn.training.stopping.Interrupted`; one
-    that arrives during a checkpoint save waits until the save is complete. Another run writing under the prefix
-    is :class:`~lightcnn.locks.OutputBusy` before anything is written. ``store``: the caller's
-    :func:`open_store`, inside the caller's :func:`writing_under` (train_lightcnn.py takes the prefix before it opens
-    its log file there).
+    After each epoch's training, ``hooks`` (callables ``hook(state)``, ``state`` an :class:`EpochState`) are called
+    in order, then the built-in ones: the check that the workers' weights agree, validation, verification
+    (``verify(net, ctx) -> accuracy`` when given: verification during training), metrics (the epoch's log line and
+    row) and the checkpoint. ``ctxs`` overrides the devices ``config.gpus`` names (tests use several CPU contexts).
+    Ctrl-C or SIGTERM before the epoch's metrics saves the partial epoch under ``PREFIX-interrupted`` and raises
+    :class:`~lightcnn.training.stopping.Interrupted`; one that arrives during a checkpoint save waits until the save
+    is complete. Another run writing under the prefix is :class:`~lightcnn.locks.OutputBusy` before anything is
+    written. ``store``: the caller's :func:`open_store`, inside the caller's :func:`writing_under` (the training
+    command takes the prefix before it opens its log file there).
     """
     log = logger or logging.getLogger("lightcnn")
     ctxs = ctxs or contexts_from_gpus(config.gpus)
     precision.check_dtype(config.dtype, ctxs)
     precision.init_amp(config.dtype)  # before any network is built: AMP rewrites the operators process-wide
     if store is not None:
-        return _fit(config, data, verify, log, ctxs, store)
+        return _fit(config, data, verify, log, ctxs, store, hooks)
     store = open_store(config, len(ctxs))
     with writing_under(config.model_prefix, store):
-        return _fit(config, data, verify, log, ctxs, store)
+        return _fit(config, data, verify, log, ctxs, store, hooks)
 
 
-def _fit(config, data, verify, log, ctxs, store):
+def _fit(config, data, verify, log, ctxs, store, hooks):
     try:
         worker_batch = store.worker_batch(config.batch_size, len(ctxs))
     except ValueError as error:
@@ -292,8 +315,8 @@ def _fit(config, data, verify, log, ctxs, store):
     run = _start(config, data, ctxs, store, log)
     metrics = MetricsLog(prefix, run.begin_epoch if store.writes_checkpoints else 0)
     loss_fn = gluon.loss.SoftmaxCrossEntropyLoss()
-    epoch_times = []
     with StopSignals() as stop:
+        after_epoch = list(hooks) + _builtin_hooks(run, config, data, loss_fn, metrics, stop, verify, log)
         for epoch in range(run.begin_epoch, config.num_epochs):
             lr = lr_at(epoch, config.lr, config.lr_factor, config.lr_step_epochs, run.plateau.drops)
             seed_everything(config.seed, epoch)
@@ -302,45 +325,78 @@ def _fit(config, data, verify, log, ctxs, store):
                 run.trainer.set_learning_rate(lr)
             elif epoch == run.begin_epoch:  # before the first step sends the optimizer to the servers
                 run.optimizer.lr_scheduler = server_lr_schedule(config.lr, config.lr_factor, config.lr_step_epochs,
-                                                                epoch, _batches_in(train_iter) * store.num_workers)
-            start = time.time()
+                                                                epoch, batches_in(train_iter) * store.num_workers)
+            start, state = time.time(), None
             try:
                 estimate = config.num_epochs - epoch if epoch == run.begin_epoch else None
                 train = train_epoch(run.net, run.trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log,
                                     estimate)
-                store.check_in_sync(run.net, epoch)
-                val = evaluate_classifier(run.net, data.val_iter, ctxs, loss_fn) if data.val_iter is not None else {}
-                verify_accuracy = verify(run.net, ctxs[0]) if verify is not None else None
+                state = EpochState(epoch, lr, run.net, ctxs, store, train, start)
+                for hook in after_epoch:
+                    hook(state)
             except KeyboardInterrupt as interrupt:
-                if store.writes_checkpoints and prefix:
-                    with stop.deferred():
-                        _save(run, store, f"{prefix}-interrupted", epoch, _state(run, store, config, lr,
-                                                                                 partial_epoch=True))
-                    log.error("interrupted (%s) during epoch %d: its partial weights are saved under "
-                              "%s-interrupted; the last complete checkpoint is epoch %d", getattr(
-                                  interrupt, "signal_name", "SIGINT"), epoch, prefix, epoch)
+                if state is None or state.row is None:  # the epoch's checkpoint was not begun: save what it has
+                    _save_interrupted(run, store, config, epoch, lr, stop, interrupt, log)
                 raise
-            if run.plateau.update(val.get("loss")):
-                log.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
-                         "epoch on", epoch, config.lr_plateau_patience, config.lr_factor)
-            epoch_times.append(time.time() - start)
-            log.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
-                     "ETA=%s", epoch, train["accuracy"], train["loss"],
-                     f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
-                     f" Verification-accuracy={verify_accuracy:f}" if verify_accuracy is not None else "",
-                     lr, train["samples_per_sec"], epoch_times[-1],
-                     progress.format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
-            metrics.add(epoch_row(epoch + 1, lr, train, val, epoch_times[-1], verify_accuracy))
-            if store.writes_checkpoints and prefix:
-                with stop.deferred():  # a stop signal now waits for the checkpoint, then ends the run
-                    _save(run, store, prefix, epoch + 1, _state(run, store, config, lr, metrics=metrics.rows[-1]))
-                    metrics.write()
-                    log.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch + 1))
-                    removed = checkpoint.prune(prefix, config.keep_checkpoints, epoch + 1)
-                    if removed:
-                        log.info("Removed the checkpoints of epoch(s) %s (keeping the newest %d)",
-                                 ", ".join(map(str, removed)), config.keep_checkpoints)
     return FitResult(run.net, metrics.rows, store.rank, store.num_workers)
+
+
+def _save_interrupted(run, store, config, epoch, lr, stop, interrupt, log):
+    prefix = config.model_prefix
+    if store.writes_checkpoints and prefix:
+        with stop.deferred():
+            _save(run, store, f"{prefix}-interrupted", epoch, _state(run, store, config, lr, partial_epoch=True))
+        log.error("interrupted (%s) during epoch %d: its partial weights are saved under %s-interrupted; the last "
+                  "complete checkpoint is epoch %d", getattr(interrupt, "signal_name", "SIGINT"), epoch, prefix,
+                  epoch)
+
+
+def _builtin_hooks(run, config, data, loss_fn, metrics, stop, verify, log):
+    """The after-epoch hooks of every run, in order: the workers' weights agree (before anything is saved),
+    validation, verification, metrics (the epoch's log line and row), the checkpoint."""
+    epoch_times = []
+    prefix = config.model_prefix
+
+    def in_sync(state):
+        state.store.check_in_sync(state.net, state.epoch)
+
+    def validation(state):
+        if data.val_iter is not None:
+            state.val = evaluate_classifier(state.net, data.val_iter, state.ctxs, loss_fn)
+
+    def verification(state):
+        if verify is not None:
+            state.verify_accuracy = verify(state.net, state.ctxs[0])
+
+    def record_metrics(state):
+        epoch, val, train = state.epoch, state.val, state.train
+        if run.plateau.update(val.get("loss")):
+            log.info("Epoch[%d] validation loss has not improved for %d epochs: learning rate x%g from the next "
+                     "epoch on", epoch, config.lr_plateau_patience, config.lr_factor)
+        epoch_times.append(time.time() - state.started)
+        log.info("Epoch[%d] Train-accuracy=%f Train-loss=%f%s%s lr=%g Speed=%.2f samples/sec Time cost=%.1fs "
+                 "ETA=%s", epoch, train["accuracy"], train["loss"],
+                 f" Validation-accuracy={val['accuracy']:f} Validation-loss={val['loss']:f}" if val else "",
+                 f" Verification-accuracy={state.verify_accuracy:f}" if state.verify_accuracy is not None else "",
+                 state.lr, train["samples_per_sec"], epoch_times[-1],
+                 progress.format_seconds((config.num_epochs - epoch - 1) * sum(epoch_times) / len(epoch_times)))
+        state.row = epoch_row(epoch + 1, state.lr, train, val, epoch_times[-1], state.verify_accuracy)
+        metrics.add(state.row)
+
+    def save_checkpoint(state):
+        if not (state.store.writes_checkpoints and prefix):
+            return
+        epoch = state.epoch + 1
+        with stop.deferred():  # a stop signal now waits for the checkpoint, then ends the run
+            _save(run, state.store, prefix, epoch, _state(run, state.store, config, state.lr, metrics=state.row))
+            metrics.write()
+            log.info("Saved checkpoint to \"%s\"", checkpoint.params_path(prefix, epoch))
+            removed = checkpoint.prune(prefix, config.keep_checkpoints, epoch)
+            if removed:
+                log.info("Removed the checkpoints of epoch(s) %s (keeping the newest %d)",
+                         ", ".join(map(str, removed)), config.keep_checkpoints)
+
+    return [in_sync, validation, verification, record_metrics, save_checkpoint]
 
 
 def _state(run, store, config, lr, metrics=None, partial_epoch=False):
@@ -355,81 +411,3 @@ def _save(run, store, prefix, epoch, state):
     # dist_async: the servers hold the optimizer states
     trainer = None if store.updates_on_servers else run.trainer
     checkpoint.save(run.net, trainer, prefix, dataclasses.replace(run.sidecar, epoch=epoch, training=state))
-
-
-def train_epoch(net, trainer, train_iter, ctxs, loss_fn, store, config, epoch, lr, log, estimate_epochs=None):
-    """One epoch; returns mean loss, accuracy and speed. A non-finite loss stops before the update is applied.
-    ``estimate_epochs``: after the first displayed batches, log how long that many epochs take at their speed."""
-    totals = np.zeros(3)  # loss, correct, samples: the epoch's
-    window, window_start, epoch_start = np.zeros(3), time.time(), time.time()
-    for nbatch, batch in enumerate(train_iter):
-        data = gluon.utils.split_and_load(batch.data[0], ctxs, even_split=False)
-        label = gluon.utils.split_and_load(batch.label[0], ctxs, even_split=False)
-        with autograd.record():
-            outputs = [net(x) for x in data]
-            losses = [loss_fn(logits, y) for (logits, _), y in zip(outputs, label)]
-            # float16: the loss scaled up; the Trainer scales the gradients back and skips a step that overflowed
-            differentiated = precision.scaled(losses, trainer)
-        autograd.backward(differentiated)
-        # reading the loss waits only for the forward pass; the backward pass keeps running meanwhile
-        batch_loss = sum(loss.sum().asscalar() for loss in losses)
-        if not store.all_finite(batch_loss):
-            what = f"non-finite loss ({batch_loss})" if not math.isfinite(batch_loss) else \
-                "non-finite loss on another worker"
-            raise TrainingError(f"{what} at epoch {epoch}, batch {nbatch}: training stopped before applying this "
-                                f"update; the last complete checkpoint is epoch {epoch}. Try a lower learning rate "
-                                f"(now {lr:g}).")
-        store.sum_gradients()
-        trainer.step(store.samples_per_update(config.batch_size))
-        correct = sum(_correct(logits, y) for (logits, _), y in zip(outputs, label))
-        counts = np.array([batch_loss, correct, batch.data[0].shape[0]])
-        totals += counts
-        window += counts
-        if config.disp_batches and (nbatch + 1) % config.disp_batches == 0:
-            seconds_per_batch = max(time.time() - window_start, 1e-9) / config.disp_batches
-            log.info("Epoch[%d] Batch [%d-%d]\tSpeed: %.2f samples/sec\taccuracy=%f\tloss=%f\tlr=%g", epoch,
-                     nbatch + 1 - config.disp_batches, nbatch + 1, window[2] / seconds_per_batch / config.disp_batches,
-                     window[1] / window[2], window[0] / window[2], lr)
-            if estimate_epochs and nbatch + 1 == config.disp_batches:
-                batches = _batches_in(train_iter) * estimate_epochs
-                log.info("Estimate: %d epoch(s) of %d batches take about %s of training on this machine at this "
-                         "speed (%s; CPU: %s)", estimate_epochs, batches // estimate_epochs,
-                         progress.format_seconds(batches * seconds_per_batch), config.dtype, cpu.describe())
-            window, window_start = np.zeros(3), time.time()
-    if totals[2] == 0:
-        raise TrainingError(f"epoch {epoch}: the training iterator gave no batch")
-    mx.nd.waitall()
-    return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2], "samples": int(totals[2]),
-            "samples_per_sec": totals[2] / max(time.time() - epoch_start, 1e-9)}
-
-
-def evaluate_classifier(net, data_iter, ctxs, loss_fn):
-    """Accuracy and mean loss over a validation iterator, counting every real sample once (pads excluded)."""
-    data_iter.reset()
-    correct, total, loss_sum = 0.0, 0, 0.0
-    for batch in data_iter:
-        real = batch.data[0].shape[0] - (batch.pad or 0)
-        datas = gluon.utils.split_and_load(batch.data[0][:real], ctxs, even_split=False)
-        labels = gluon.utils.split_and_load(batch.label[0][:real], ctxs, even_split=False)
-        for x, y in zip(datas, labels):
-            logits, _ = net(x)
-            loss_sum += loss_fn(logits, y).sum().asscalar()
-            correct += _correct(logits, y)
-            total += x.shape[0]
-    if total == 0:
-        return {}
-    return {"accuracy": correct / total, "loss": loss_sum / total}
-
-
-def _correct(logits, labels):
-    # compared in float32: bfloat16 holds integers exactly only up to 256, float16 up to 2048
-    return (precision.to_float32(logits).argmax(axis=1) == labels.astype("float32")).sum().asscalar()
-
-
-def _batches_in(train_iter):
-    try:
-        return len(train_iter)
-    except TypeError:  # mx.io.NDArrayIter
-        return -(-train_iter.num_data // train_iter.batch_size)
-
-

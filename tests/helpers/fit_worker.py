@@ -1,7 +1,7 @@
 """A training process for the tests: LightCNN-9 on a small fixed synthetic set, through lightcnn.training.fit.
 
     python fit_worker.py OUT_DIR EPOCHS [--load-epoch N] [--kv-store dist_sync] [--part I] [--nan-at-batch B]
-        [--dtype bfloat16]
+        [--dtype bfloat16] [any other flag of train_lightcnn.py]
     horovodrun -np 2 -H localhost:2 --gloo python fit_worker.py OUT_DIR EPOCHS --kv-store horovod
 
 Writes the final weights to OUT_DIR/final-rank<R>.params (every worker, for comparing them).
@@ -10,7 +10,6 @@ Each part of the data is different, so workers of a dist job see different shard
 For the reliability tests, --kill-at-publish K ends the process like kill -9 (os._exit, no cleanup) just before the
 K-th file of this run is renamed into place, and --signal-at-publish K:SIGNAL sends itself that signal there.
 """
-import argparse
 import os
 import signal
 import sys
@@ -20,6 +19,7 @@ import numpy as np
 import mxnet as mx
 
 from lightcnn import cli, files
+from lightcnn.cli import train as train_cli
 from lightcnn.training import TrainConfig, TrainingData, fit
 from lightcnn.training.distributed import DistributedStore
 
@@ -40,33 +40,22 @@ def shuffled_shard(part_index, epoch, images, classes):
     return data[order], labels[order]
 
 
-def main():
-    parser = argparse.ArgumentParser()
+def build_parser():
+    """The training command's flags (their defaults this worker's small run), and the worker's own."""
+    parser = train_cli.build_parser(TrainConfig(network="lightcnn9", benchmark=True, batch_size=8, lr=1e-3,
+                                                lr_step_epochs=(1,), seed=7, disp_batches=1))
     parser.add_argument("out_dir")
     parser.add_argument("epochs", type=int)
-    parser.add_argument("--load-epoch", type=int)
-    parser.add_argument("--kv-store", default="device")
     parser.add_argument("--part", type=int, default=None, help="read this shard instead of the kvstore rank's")
     parser.add_argument("--nan-at-batch", type=int, default=None, help="put NaN into the data of this batch")
     parser.add_argument("--nan-rank", type=int, default=None, help="only this worker's data gets the NaN")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--keep-checkpoints", type=int, default=0)
-    parser.add_argument("--dtype", default="float32")
     parser.add_argument("--cpus", type=int, default=1, help="train on this many CPU contexts")
     parser.add_argument("--desync-rank", type=int, default=None,
                         help="this worker nudges one weight after each epoch's training (a simulated divergence)")
     parser.add_argument("--images", type=int, default=16, help="images per shard")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--mean", type=float, default=0.0)
-    parser.add_argument("--mfm-type", default="2/1")
     parser.add_argument("--classes", type=int, default=NUM_CLASSES)
-    parser.add_argument("--pretrained", default=None)
-    parser.add_argument("--freeze-trunk", action="store_true")
-    parser.add_argument("--pretrained-lr-mult", type=float, default=1.0)
-    parser.add_argument("--optimizer", default="adam")
-    parser.add_argument("--dropout", type=float, default=None)
     parser.add_argument("--seed-by-rank", action="store_true",
-                        help="seed 7 + Horovod rank: each worker initialises other weights (rank 0's must win)")
+                        help="seed + Horovod rank: each worker initialises other weights (rank 0's must win)")
     parser.add_argument("--merge-parts", type=int, default=None,
                         help="one process reading parts 0..N-1, each batch made of every part's share in part "
                              "order: what N workers see in one step of the same global batch")
@@ -75,15 +64,11 @@ def main():
                              "own-init-rank<R>.params and initial-rank<R>.params")
     parser.add_argument("--kill-at-publish", type=int, default=None)
     parser.add_argument("--signal-at-publish", default=None, help="K:SIGNAL, e.g. 2:SIGINT")
-    opts = parser.parse_args()
-    seed = 7 + (int(os.environ.get("HOROVOD_RANK", "0")) if opts.seed_by_rank else 0)
-    config = TrainConfig(network="lightcnn9", benchmark=True, batch_size=opts.batch_size, num_epochs=opts.epochs,
-                         lr=opts.lr, lr_step_epochs=(1,), seed=seed, kv_store=opts.kv_store, mean=opts.mean,
-                         optimizer=opts.optimizer, dropout=opts.dropout,
-                         mfm_type=opts.mfm_type, model_prefix=os.path.join(opts.out_dir, "m"), disp_batches=1,
-                         keep_checkpoints=opts.keep_checkpoints, load_epoch=opts.load_epoch,
-                         pretrained=opts.pretrained, freeze_trunk=opts.freeze_trunk,
-                         pretrained_lr_mult=opts.pretrained_lr_mult, dtype=opts.dtype)
+    return parser
+
+
+def main():
+    opts = build_parser().parse_args()
     logger = cli.setup_logging(os.path.join(opts.out_dir, "worker.log"))
 
     def make_train_iter(epoch, batch_size, num_parts, part_index):
@@ -109,16 +94,14 @@ def main():
 
         DistributedStore.prepare = save_around_broadcast
 
+    hooks = []
     if opts.desync_rank is not None:
-        check_in_sync = DistributedStore.check_in_sync
-
-        def nudge_then_check(store, net, epoch):
-            if store.rank == opts.desync_rank:
-                weight = max(net.collect_params().values(), key=lambda p: p.data().size)  # the fc weight
+        def nudge(state):  # before the built-in hooks compare the workers' weights
+            if state.store.rank == opts.desync_rank:
+                weight = max(state.net.collect_params().values(), key=lambda p: p.data().size)  # the fc weight
                 weight.set_data(weight.data() * 1.0001)
-            return check_in_sync(store, net, epoch)
 
-        DistributedStore.check_in_sync = nudge_then_check
+        hooks.append(nudge)
 
     if opts.kill_at_publish is not None or opts.signal_at_publish is not None:
         publish, calls = files.publish, []
@@ -136,13 +119,14 @@ def main():
         files.publish = interrupted_publish
 
     def body(_):
-        config.check()
+        seed = opts.seed + (int(os.environ.get("HOROVOD_RANK", "0")) if opts.seed_by_rank else 0)
+        config = train_cli.config_from_args(opts, num_epochs=opts.epochs, seed=seed,
+                                            model_prefix=os.path.join(opts.out_dir, "m"))
         result = fit(config, TrainingData(make_train_iter, opts.classes), logger=logger,
-                     ctxs=[mx.cpu(i) for i in range(opts.cpus)])
+                     ctxs=[mx.cpu(i) for i in range(opts.cpus)], hooks=hooks)
         result.net.collect_params().save(os.path.join(opts.out_dir, f"final-rank{result.rank}.params"))
 
-    from lightcnn.training.cli import FAILURES
-    return cli.run(body, [], failures=FAILURES)
+    return cli.run(body, [], failures=train_cli.FAILURES)
 
 
 if __name__ == "__main__":
