@@ -46,17 +46,18 @@ $(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt
 	touch $@
 
 test: $(TEST_STAMP) $(HOROVOD_STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 demo: venv
-	$(BIN)/python -m lightcnn.tools.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))
+	$(BIN)/python -m benchmarks.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))
 
 bench: venv
-	$(BIN)/python -m lightcnn.tools.bench_model --network lightcnn9 lightcnn29 --json bench_model.json
+	$(BIN)/python -m benchmarks.bench_model --network lightcnn9 lightcnn29 --json bench_model.json
 
 # the real-face benchmark (about an hour on 2 CPU cores): LightCNN-9 trained on LFW, verified on unseen people
 lfw: venv
-	$(BIN)/python -m lightcnn.tools.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
+	$(BIN)/python -m benchmarks.lfw_benchmark $(if $(LFW),--lfw-root $(LFW))
 
 clean:
 	rm -rf $(VENV) demo_output lfw_output .pytest_cache

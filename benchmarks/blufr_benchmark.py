@@ -40,7 +40,8 @@ NETWORK = "lightcnn9"
 
 
 def default_data():
-    return os.environ.get("LIGHTCNN_DATA") or os.path.join(os.path.dirname(PROJECT_ROOT), "shared", "data")
+    from benchmarks.paths import SHARED_DATA
+    return SHARED_DATA
 
 
 def write_image_list(config, root, path):
@@ -54,13 +55,13 @@ def write_image_list(config, root, path):
 
 def make_pixels(root, keys, path, side):
     from lightcnn.images import Preprocess
-    from lightcnn.tools.pipeline import write_pixel_features
+    from benchmarks.pipeline import write_pixel_features
     write_pixel_features(root, keys, path, Preprocess(), side=side)
 
 
 def make_untrained(out, image_list, root, path):
     from lightcnn.images import Preprocess
-    from lightcnn.tools.demo import save_untrained_checkpoint
+    from benchmarks.demo import save_untrained_checkpoint
     prefix = os.path.join(out, "untrained", NETWORK)
     if not os.path.isfile(prefix + "-0000.params"):
         os.makedirs(os.path.dirname(prefix), exist_ok=True)

@@ -4,7 +4,7 @@
 faces) and aligns the largest: the five points come from MediaPipe's 468-point face mesh refined by its attention
 model, run on a square crop around that face (the eye centres are the iris centres, points 468 and 473; the nose tip
 is point 1; the mouth corners are points 61 and 291), and the similarity transform that puts them on the template
-warps the photo (``lightcnn.warp``). ``python -m lightcnn.tools.bench_align`` compares the landmark sources; the
+warps the photo (``lightcnn.warp``). ``python -m benchmarks.bench_align`` compares the landmark sources; the
 README gives its figures.
 
 Whether a face is aligned is the face policy (:data:`POLICY_DEFAULTS`, one setting per flag of
@@ -131,7 +131,7 @@ class Aligner:
     attention model, eye centres = iris centres (the pupils, where five-point annotations put the eye centres);
     "eye-contour": the same mesh, eye centres = mean of the 16 eye-contour points; "mesh": the plain mesh,
     eye-contour centres; "detector": the detector's keypoints, whose mouth centre stands for both mouth corners (the
-    least precise; ``python -m lightcnn.tools.bench_align`` measures them all).
+    least precise; ``python -m benchmarks.bench_align`` measures them all).
     """
     def __init__(self, template=TEMPLATE, **policy):
         if not isinstance(template, Template):

@@ -261,7 +261,7 @@ class RecordIter(mx.io.DataIter):
         return self._iter.next()
 
     def __len__(self):
-        return -(-self.num_records // self.batch_size)
+        return (self.num_records + self.batch_size - 1) // self.batch_size
 
 
 def _common_kwargs(rec_path, preprocess, num_parts, part_index, nthreads, prefetch):

@@ -141,7 +141,7 @@ class FaceDetector:
         (faces down to about a fifth of the frame; it misses tight crops); a face both find counts once. When
         neither finds a face, the full-range detector searches overlapping tiles of a half and a quarter of the
         longer side, as long as a tile is at least three times ``min_size`` (small faces in large photos).
-        Measured in ``python -m lightcnn.tools.bench_align``.
+        Measured in ``python -m benchmarks.bench_align``.
         """
         rgb, _ = as_rgb_and_gray(image)
         return self.detect_rgb(rgb)

@@ -22,7 +22,8 @@ def contexts_from_gpus(gpus):
     available = mx.context.num_gpus()
     missing = [i for i in ids if i >= available]
     if missing:
-        found = f"{available} GPU(s) (0..{available - 1})" if available else "no GPU (a CPU build of MXNet, or no driver)"
+        found = (f"{available} GPU(s) (0..{available - 1})" if available
+                 else "no GPU (a CPU build of MXNet, or no driver)")
         raise DeviceError(f"asks for GPU {', '.join(map(str, missing))} but MXNet sees {found}; leave the GPU list "
                           f"empty to run on the CPU")
     return [mx.gpu(i) for i in ids]

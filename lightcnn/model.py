@@ -60,8 +60,8 @@ class MFMConv(nn.HybridBlock):
     """Convolution to 2C (or 3C/2) channels, optional 2x2 pool, then MFM -> C channels.
 
     A max-pool commutes with MFM 2/1's element-wise max, so with ``pool_first`` the pool runs on the conv output
-    before the MFM: identical result (tests/test_model.py proves it), and the MFM reads a quarter of the values. MFM 3/2's median and
-    29v2's average pool do not commute, so those pool after the MFM.
+    before the MFM: identical result (tests/test_model.py proves it), and the MFM reads a quarter of the values. MFM
+    3/2's median and 29v2's average pool do not commute, so those pool after the MFM.
     """
 
     def __init__(self, out_channels, kernel_size, padding=0, pool=None, mfm_type="2/1", pool_first=True,

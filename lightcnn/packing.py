@@ -150,7 +150,7 @@ def pack_records(idx_path, rec_path, items, validator, progress):
 
     writer = mx.recordio.MXIndexedRecordIO(idx_path, rec_path, "w")
     try:
-        for idx, label, rel, off, length in items:
+        for idx, label, _rel, off, length in items:
             header = mx.recordio.IRHeader(0, float(label), idx, 0)
             writer.write_idx(idx, mx.recordio.pack(header, validator.read(off, length)))
             progress.update(1)

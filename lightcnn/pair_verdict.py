@@ -1,5 +1,6 @@
 """Two photos, one question: the same person? The faces a checkpoint's network should see in two photos, and the
-cosine similarity of their features (the command is ``python -m lightcnn verify-pair``, :mod:`lightcnn.cli.verify_pair`).
+cosine similarity of their features (the command is ``python -m lightcnn verify-pair``,
+:mod:`lightcnn.cli.verify_pair`).
 
 Each photo goes through the checkpoint's own preprocessing (its sidecar): a network trained on aligned faces gets
 the largest face of each photo aligned to its template (a photo without a usable face is an error saying why); one

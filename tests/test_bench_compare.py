@@ -13,7 +13,7 @@ import mxnet as mx
 
 from lightcnn import init, quantize
 from lightcnn.model import get_model
-from lightcnn.tools import bench_frameworks, bench_model
+from benchmarks import bench_frameworks, bench_model
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -41,7 +41,7 @@ def test_configurations_pair_the_frameworks():
                                                   ("pytorch", "float32", "train")])
 def test_each_configuration_reports_its_rate_and_peak_memory(framework, dtype, mode):
     pytest.importorskip("torch", reason="the PyTorch side needs torch (requirements-test.txt)")
-    proc = subprocess.run([sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_frameworks", "--framework", framework,
                            "--dtype", dtype, "--mode", mode, "--batch-size", "2", "--seconds", "0"],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -53,7 +53,7 @@ def test_each_configuration_reports_its_rate_and_peak_memory(framework, dtype, m
 def test_a_low_precision_row_is_checked_on_real_crops(framework, shared_data):
     if framework == "pytorch":
         pytest.importorskip("torch", reason="the PyTorch side needs torch (requirements-test.txt)")
-    proc = subprocess.run([sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework,
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_frameworks", "--framework", framework,
                            "--dtype", "int8", "--mode", "infer", "--batch-size", "2", "--seconds", "0",
                            "--check-images", str(shared_data / "lfw_gray144")],
                           env=dict(os.environ, PYTHONPATH=str(ROOT)), capture_output=True, text=True, timeout=300)

@@ -1,7 +1,7 @@
-"""lightcnn.convert against the authors' networks in PyTorch (lightcnn/tools/authors_pytorch.py): random weights
-saved the way their train.py saves them, converted, and both networks run on the same real LFW crops. Also the file forms
-(bare state_dict, the pre-1.6 pickle format), the errors (wrong network, wrong shape, unknown file, objects that
-weights_only refuses, no torch), and the command line through extract_features.py."""
+"""lightcnn.interop.convert against the authors' networks in PyTorch (benchmarks/authors_pytorch.py): random weights
+saved the way their train.py saves them, converted, and both networks run on the same real LFW crops. Also the file
+forms (bare state_dict, the pre-1.6 pickle format), the errors (wrong network, wrong shape, unknown file, objects
+that weights_only refuses, no torch), and the command line through extract_features.py."""
 import os
 import pathlib
 import subprocess
@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="torch is a test-only dependency of the PyTorch conversion "
                                             "(pip install torch==2.13.0)")
 
-from lightcnn.tools import authors_pytorch as authors  # noqa: E402  (needs torch)
+from benchmarks import authors_pytorch as authors  # noqa: E402  (needs torch)
 import mxnet as mx  # noqa: E402
 import scipy.io  # noqa: E402
 

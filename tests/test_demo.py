@@ -10,7 +10,7 @@ import pytest
 import cv2
 
 from lightcnn.protocols import lfw_pairs as lfw
-from lightcnn.tools import demo, pipeline, synthetic_faces as sf
+from benchmarks import demo, pipeline, synthetic_faces as sf
 from lightcnn.training.recipes import SMALL_DATA
 
 
@@ -143,7 +143,7 @@ def test_pixel_features_mat(small_set, tmp_path):
 
 
 def test_lfw_benchmark_keeps_pairs_of_untrained_identities_in_their_folds():
-    from lightcnn.tools.lfw_benchmark import unseen_pairs
+    from benchmarks.lfw_benchmark import unseen_pairs
     P = lfw.Pair
     pairs = [P("A/A_0001.jpg", "A/A_0002.jpg", True, 0), P("B/B_0001.jpg", "B/B_0002.jpg", True, 1),
              P("A/A_0001.jpg", "C/C_0001.jpg", False, 0), P("B/B_0001.jpg", "C/C_0001.jpg", False, 1)]

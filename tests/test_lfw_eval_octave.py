@@ -129,7 +129,7 @@ def synthetic(tmp_path_factory):
             p = (4 * k + i) % N_PEOPLE
             a, b = rng.choice(np.arange(1, PER_PERSON), 2, replace=False)
             pairs.append(Pair(key(p, a), key(p, b), True, k))
-        for i in range(15):
+        for _ in range(15):
             p, q = rng.choice(N_PEOPLE, 2, replace=False)
             pairs.append(Pair(key(p, rng.integers(1, 8)), key(q, rng.integers(1, 8)), False, k))
     for k in range(10):

@@ -18,13 +18,12 @@ import numpy as np
 import pytest
 
 from lightcnn.checkpoint import read_sidecar
-from lightcnn.tools.finetune_benchmark import unseen_pairs
+from lightcnn.protocols.orl import TRAIN_PEOPLE, unseen_pairs
 
 PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
 EPOCHS = 5
 # The measured figures are in the README ("ORL"); chance is 1/30.
 VAL_ACCURACY_BAR = 0.5

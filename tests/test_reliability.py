@@ -171,7 +171,8 @@ def test_a_full_disk_during_the_checkpoint_is_one_line_and_loses_nothing(small_d
 def test_a_resume_must_keep_what_defines_the_network_and_its_input(two_epochs, tmp_path, flag, value, message):
     prefix = copy_run(two_epochs, tmp_path / "run")
     proc = run_worker(tmp_path / "run", 2, "--load-epoch", 1, flag, value, check=False)
-    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: " + message.format(prefix=prefix))
+    last_line = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 2 and last_line.startswith("error: " + message.format(prefix=prefix))
     assert one_save(prefix, 2)  # untouched
 
 

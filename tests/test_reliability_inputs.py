@@ -152,7 +152,7 @@ def test_verify_refuses_a_photo_too_small_in_one_line(face, tmp_path, capsys, al
 @pytest.mark.parametrize("tensor", ["fc2.weight", "features.0.filter.weight"])
 def test_convert_refuses_a_state_dict_with_nan_weights(tmp_path, capsys, tensor):
     torch = pytest.importorskip("torch", reason="torch is a test-only dependency of the PyTorch conversion")
-    from lightcnn.tools import authors_pytorch as authors
+    from benchmarks import authors_pytorch as authors
     state = authors.build("lightcnn9", 10, seed=1).state_dict()
     state[tensor].view(-1)[:3] = float("nan")
     path = tmp_path / "diverged.pth"

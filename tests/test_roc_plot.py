@@ -37,7 +37,7 @@ def evaluated(tmp_path_factory):
             p = (3 * k + j) % 30
             a, b = rng.choice(np.arange(1, 7), 2, replace=False)
             pairs.append(Pair(lfw_pairs.lfw_key(f"P{p:02d}", a), lfw_pairs.lfw_key(f"P{p:02d}", b), True, k))
-        for j in range(20):
+        for _ in range(20):
             p, q = rng.choice(30, 2, replace=False)
             pairs.append(Pair(lfw_pairs.lfw_key(f"P{p:02d}", 1), lfw_pairs.lfw_key(f"P{q:02d}", 2), False, k))
     save_features_mat(str(folder / "f.mat"), np.array(rows, np.float32), keys)

@@ -93,7 +93,8 @@ def lfw_model(shared_data, tmp_path_factory):
     two = min(zip(names, names[1:] + names[:1]), key=lambda ab: score(ab[0], 2, ab[1], 3))
     if score(same, 2, same, 3) < threshold + MARGIN or score(*two[:1], 2, two[1], 3) > threshold - MARGIN:
         pytest.fail(f"no new pair is clear of the threshold {threshold:.3f} by {MARGIN}: the best same-person pair "
-                    f"scores {score(same, 2, same, 3):.3f}, the worst two-person pair {score(two[0], 2, two[1], 3):.3f}")
+                    f"scores {score(same, 2, same, 3):.3f}, the worst two-person pair "
+                    f"{score(two[0], 2, two[1], 3):.3f}")
     return {"work": work, "prefix": prefix, "names": names, "held": held, "lfw": lfw_root, "epoch": EPOCHS,
             "same_person": same, "two_people": two, "threshold": threshold}
 

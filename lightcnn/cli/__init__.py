@@ -3,8 +3,8 @@
 A command's body raises the library's own errors; :func:`run` turns them into ``error: <message>`` on one line and an
 exit status: 1 when the job itself failed on the way (``failures``: training diverged, images missing), 2 for
 anything wrong with the input or the installation (ValueError, OSError and their kinds: bad flags, missing or
-damaged files, a full disk; an optional package a command needs). An error that names a setting (an exception with a ``field``) is shown with its flag. ``--debug`` or
-``LIGHTCNN_DEBUG=1`` shows the traceback instead.
+damaged files, a full disk; an optional package a command needs). An error that names a setting (an exception with a
+``field``) is shown with its flag. ``--debug`` or ``LIGHTCNN_DEBUG=1`` shows the traceback instead.
 """
 import logging
 import os

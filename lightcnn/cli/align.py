@@ -20,7 +20,7 @@ def add_policy_flags(parser, unset=False):
     """The face-policy flags (POLICY_FLAGS). With ``unset`` they default to None, so that a command where alignment is
     optional can tell which were given (:func:`given_policy`)."""
     faces = parser.add_argument_group("which faces (alignment; as python -m lightcnn align)")
-    for (flag, text), (name, default) in zip(POLICY_FLAGS, POLICY_DEFAULTS.items()):
+    for (flag, text), default in zip(POLICY_FLAGS, POLICY_DEFAULTS.values()):
         faces.add_argument(flag, type=float, default=None if unset else default, help=f"{text} (default {default:g})")
     return faces
 

@@ -31,8 +31,9 @@ DEFAULT_RECIPE = "seed"
 def build_parser(defaults=RECIPES[DEFAULT_RECIPE], recipe=DEFAULT_RECIPE):
     """The training flags in groups, their defaults ``defaults`` (a TrainConfig: the recipe named ``recipe``)."""
     parser = argparse.ArgumentParser(prog="train_lightcnn.py",
-                                     description=f"Train a LightCNN on im2rec RecordIO (gray {STORED_SIZE}x{STORED_SIZE} "
-                                                 f"faces, random {INPUT_SIZE}x{INPUT_SIZE} crops).",
+                                     description=f"Train a LightCNN on im2rec RecordIO (gray "
+                                                 f"{STORED_SIZE}x{STORED_SIZE} faces, random "
+                                                 f"{INPUT_SIZE}x{INPUT_SIZE} crops).",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--recipe", default=recipe, choices=RECIPES,
                         help="the settings every other flag starts from: 'seed' is the paper's recipe, 'small-data' "

@@ -2,9 +2,9 @@
 Recognition", IJCB 2014), number for number the same as ``lfw_verification-matlab/blufr_eval.m``.
 
 Inputs: a features file as the extractor writes it (``data`` N x D, ``label`` N keys ``Name/Name_NNNN.jpg``, optional
-``missing``; read by :func:`lightcnn.protocols.features.load_features`) and BLUFR's configuration (the ``.mat`` or the folder
-of its text lists, :mod:`lightcnn.protocols.blufr_config`). An image of the configuration without a feature row is an
-error giving the count and the first names; with ``exclude_missing`` it is dropped from every set of every trial
+``missing``; read by :func:`lightcnn.protocols.features.load_features`) and BLUFR's configuration (the ``.mat`` or the
+folder of its text lists, :mod:`lightcnn.protocols.blufr_config`). An image of the configuration without a feature row
+is an error giving the count and the first names; with ``exclude_missing`` it is dropped from every set of every trial
 (train, test, gallery, probe) and the number dropped per set and trial is printed and stored under ``excluded``. A
 gallery image dropped takes its subject out of the gallery, so that subject's probes become impostor probes.
 

@@ -128,7 +128,7 @@ class TrainConfig:
             raise ConfigError("dtype", "float16 needs its loss scaler to skip overflowing steps, and with dist_async "
                                        "the servers apply every update: use dist_sync")
         try:
-            self.preprocess
+            _ = self.preprocess
         except ValueError as error:
             raise ConfigError("image_size" if "crop_size" in str(error) else "scale", str(error)) from None
         if bool(self.verify_pairs) != bool(self.verify_root):

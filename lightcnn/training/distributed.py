@@ -211,7 +211,8 @@ class DistributedStore:
         total = int(self._backend.total(COUNT_KEY, len(differing)))
         if total:
             raise DistributedError(
-                f"epoch {epoch}: the {self.name} workers' weights are out of sync ({total} parameter(s) differ from rank 0's "
+                f"epoch {epoch}: the {self.name} workers' weights are out of sync ({total} parameter(s) differ from "
+                f"rank 0's "
                 f"over all workers; on rank {self.rank}: {', '.join(differing) or 'none'}). Training stopped "
                 f"before this epoch's checkpoint; the last complete checkpoint is epoch {epoch}.")
 

@@ -4,7 +4,8 @@ oneDNN reads once when MXNet loads, can hold it to another CPU's kernels):
     python int8_accuracy.py OUT.json IMAGES.txt PREFIX [PREFIX ...] [--force-recipe vnni]
 
 For each checkpoint and MFM form, through the extractor's own int8 path (calibrated on 16 of the images with naive
-min/max ranges, the quicker mode; cached beside the checkpoint): the worst per-image relative L2 error and cosine against float32 features. With
+min/max ranges, the quicker mode; cached beside the checkpoint): the worst per-image relative L2 error and cosine
+against float32 features. With
 --force-recipe, the graph of that CPU recipe instead of this CPU's (to show what the wrong one does).
 """
 import argparse

@@ -1,11 +1,11 @@
 """The whole LightCNN pipeline in a few minutes on a CPU: ``make demo``.
 
-    python -m lightcnn.tools.demo [--out demo_output] [--epochs 8] [--batch-size 16] [--lr 3e-4]
-    python -m lightcnn.tools.demo --data FACES --pairs pairs.txt [--out DIR] ...
+    python -m benchmarks.demo [--out demo_output] [--epochs 8] [--batch-size 16] [--lr 3e-4]
+    python -m benchmarks.demo --data FACES --pairs pairs.txt [--out DIR] ...
 
 Steps, each with the project's own tool (the exact command is printed and its output saved under ``OUT/logs``):
 
-1. data       ``lightcnn.tools.synthetic_faces`` (built-in data), or the user's ``--data`` root and ``--pairs`` file;
+1. data       ``benchmarks.synthetic_faces`` (built-in data), or the user's ``--data`` root and ``--pairs`` file;
 2. prepare    ``python -m lightcnn prepare``: the training identities (every identity that no pair uses, with
               at least ``--min-images`` images) packed into gray 144x144 RecordIO;
 3. untrained  a checkpoint (epoch 0) of LightCNN-9 initialised exactly as ``train_lightcnn.py`` initialises it
@@ -41,8 +41,8 @@ from lightcnn.protocols import lfw_pairs as lfw
 from lightcnn.images import Preprocess
 from lightcnn.training.recipes import SMALL_DATA
 from lightcnn.training.schedule import parse_steps
-from lightcnn.tools import synthetic_faces
-from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, MATLAB_DIR, NETWORK, PipelineError, Steps, claim_output, pct,
+from benchmarks import synthetic_faces
+from benchmarks.pipeline import (EXTRACT_SCRIPT, MATLAB_DIR, NETWORK, PipelineError, Steps, claim_output, pct,
                                      pack_identities, pair_identities, pair_images, train_command,
                                      training_identities, write_pixel_features)
 
@@ -124,7 +124,7 @@ def run_demo(args):
                                           images_per_identity=args.images_per_identity,
                                           pairs_per_fold=args.pairs_per_fold, seed=args.seed,
                                           difficulty=args.difficulty)
-        t = steps.begin("data", "synthetic faces (lightcnn.tools.synthetic_faces)")
+        t = steps.begin("data", "synthetic faces (benchmarks.synthetic_faces)")
         manifest = synthetic_faces.generate(root, options, force=True, log=steps.say)
         steps.say(f"{manifest['num_images']} images of {len(manifest['train_identities'])} training + "
                   f"{len(manifest['verify_identities'])} verification identities under {root}")
@@ -179,7 +179,8 @@ def run_demo(args):
                             disp_batches=args.disp_batches, dropout=args.dropout,
                             xavier_magnitude=args.xavier_magnitude, dtype=args.dtype)
     steps.run("train", command)
-    paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), {prefix}-symbol.json",
+    paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), "
+                             f"{prefix}-symbol.json",
                  untrained=f"{untrained_prefix}-0000.params", training_log=f"{prefix}-train.log",
                  training_curve=f"{prefix}-curve.png", training_metrics=f"{prefix}-metrics.csv")
     steps.end("train", t)
@@ -317,7 +318,7 @@ def _read_results(path):
 # CLI
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.demo",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.demo",
                                      description="Generate (or take) faces, train LightCNN-9 on the CPU, extract "
                                                  "features, verify pairs of unseen identities.",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -1,11 +1,11 @@
 """How fast the training input pipeline decodes and augments, in images/s.
 
-    python -m lightcnn.tools.bench_data --rec X.rec [--batch-size 64] [--seconds 10] [--json OUT.json]
-    python -m lightcnn.tools.bench_data [--root FACES]      # packs FACES (default ../shared/data/orl_faces) first
+    python -m benchmarks.bench_data --rec X.rec [--batch-size 64] [--seconds 10] [--json OUT.json]
+    python -m benchmarks.bench_data [--root FACES]      # packs FACES (default ../shared/data/orl_faces) first
 
 Reads ``train_iter`` batches (random crop + mirror, shuffled; a new iterator per pass, seeded by the pass, as the
 training loop does) for ``--seconds`` in each of MXNet's two iterator variants, and prints the rates and a JSON
-line (also written to ``--json``). Compare with the network's training speed (``python -m lightcnn.tools.bench_model``): the
+line (also written to ``--json``). Compare with the network's training speed (``python -m benchmarks.bench_model``): the
 pipeline must never be the bottleneck.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from lightcnn import data
 from lightcnn.images import Preprocess
 from lightcnn.networks import STORED_SIZE
 from lightcnn.prepare import prepare_dataset
-from lightcnn.tools.pipeline import SHARED_DATA
+from benchmarks.pipeline import SHARED_DATA
 
 DEFAULT_ROOT = pathlib.Path(SHARED_DATA) / "orl_faces"
 
@@ -83,7 +83,7 @@ def enlarge(rec, out_rec, min_records):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.bench_data", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_data", description=__doc__.split("\n")[0])
     parser.add_argument("--rec", help="training .rec (with .idx); default: pack --root into a temporary folder")
     parser.add_argument("--root", help=f"faces to pack when --rec is not given (default {DEFAULT_ROOT}, or "
                                        f"synthetic images where it is absent)")

@@ -2,7 +2,7 @@
 
 About an hour of training on a 2-core CPU (the README has the measured time and figures): a benchmark, not a test.
 
-    python -m lightcnn.tools.lfw_benchmark [--lfw-root ../shared/data/lfw_gray144] [--pairs-dir ../shared/data/lfw]
+    python -m benchmarks.lfw_benchmark [--lfw-root ../shared/data/lfw_gray144] [--pairs-dir ../shared/data/lfw]
         [--out lfw_output] [--dtype bfloat16] [--epochs 40] [--lr-step-epochs 28,36] [--features float32,int8] ...
 
 1. training identities: every LFW identity with at least 2 images that does not appear in View 1
@@ -38,7 +38,7 @@ from lightcnn.protocols.features import load_features
 from lightcnn.checkpoint import read_sidecar
 from lightcnn.training.recipes import SMALL_DATA
 from lightcnn.training.schedule import parse_steps
-from lightcnn.tools.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
+from benchmarks.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
                                      pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
                                      training_identities, write_pixel_features)
 
@@ -177,7 +177,7 @@ def run(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.lfw_benchmark", description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.lfw_benchmark", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     data = parser.add_argument_group("Data")
     data.add_argument("--lfw-root", default=os.path.join(SHARED_DATA, "lfw_gray144"),

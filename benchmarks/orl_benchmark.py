@@ -1,7 +1,7 @@
 """ORL (AT&T faces) the way tests/test_orl.py trains and verifies it, with a choice of how faces are made: the
 measured effect of ``--fit`` and ``--align``.
 
-    python -m lightcnn.tools.orl_benchmark [--orl-root ../shared/data/orl_faces] [--fit crop|pad|stretch] [--align]
+    python -m benchmarks.orl_benchmark [--orl-root ../shared/data/orl_faces] [--fit crop|pad|stretch] [--align]
         [--epochs 6] [--seed 0] [--out orl_output] [--quiet]
 
 1. ``python -m lightcnn prepare`` packs people s1-s30 (8 images each for training, 2 for validation; ORL's faces are
@@ -27,8 +27,8 @@ from lightcnn.protocols import tenfold
 from lightcnn.protocols.features import Features, load_features
 from lightcnn.checkpoint import read_sidecar
 from lightcnn.images import DEFAULT_FIT, FITS
-from lightcnn.tools.finetune_benchmark import TRAIN_PEOPLE, unseen_pairs  # the ORL protocol of tests/test_orl.py
-from lightcnn.tools.pipeline import EXTRACT_SCRIPT, SHARED_DATA, Steps, claim_output, pct, tool_main, train_command
+from lightcnn.protocols.orl import TRAIN_PEOPLE, unseen_pairs  # the ORL protocol of tests/test_orl.py
+from benchmarks.pipeline import EXTRACT_SCRIPT, SHARED_DATA, Steps, claim_output, pct, tool_main, train_command
 
 RUN_FOLDERS = ("faces", "data", "model", "features", "logs")
 
@@ -100,7 +100,7 @@ def run(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.orl_benchmark",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.orl_benchmark",
                                      description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--orl-root", default=os.path.join(SHARED_DATA, "orl_faces"))
     parser.add_argument("--fit", choices=FITS, default=DEFAULT_FIT, help="how the 92x112 faces become square")

@@ -1,6 +1,6 @@
 """Extraction benchmark: images/s of the extractor on real faces against the network's raw inference rate.
 
-    python -m lightcnn.tools.bench_extract [--network lightcnn9 lightcnn29] [--batch-size 64] [--num-images 512]
+    python -m benchmarks.bench_extract [--network lightcnn9 lightcnn29] [--batch-size 64] [--num-images 512]
                                      [--data ../shared/data/lfw_gray144] [--gpus 0] [--json bench_extract.json]
 
 For each network a randomly initialised checkpoint is saved and loaded the way extract_features.py loads it
@@ -28,8 +28,8 @@ from lightcnn.devices import contexts_from_gpus
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.images import Preprocess, load_eval_image
 from lightcnn.model import ModelSpec, model_names
-from lightcnn.tools.bench_model import write_json
-from lightcnn.tools.pipeline import SHARED_DATA
+from benchmarks.bench_model import write_json
+from benchmarks.pipeline import SHARED_DATA
 
 DEFAULT_DATA = os.path.join(SHARED_DATA, "lfw_gray144")
 

@@ -1,6 +1,6 @@
-"""A deterministic synthetic face dataset: the built-in data of ``python -m lightcnn.tools.demo``.
+"""A deterministic synthetic face dataset: the built-in data of ``python -m benchmarks.demo``.
 
-    python -m lightcnn.tools.synthetic_faces --out FACES [--train-identities 100] [--verify-identities 40]
+    python -m benchmarks.synthetic_faces --out FACES [--train-identities 100] [--verify-identities 40]
         [--images-per-identity 8] [--pairs-per-fold 30] [--seed 0] [--difficulty 1.0]
 
 writes LFW-style ``FACES/<Name>/<Name>_NNNN.jpg`` (gray 144x144, numbered from 1), a ``pairs.txt`` in the official
@@ -449,7 +449,7 @@ def generate(out, options=Options(), force=False, log=None):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.synthetic_faces",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.synthetic_faces",
                                      description="Generate the demo's synthetic faces and their pairs.txt.")
     parser.add_argument("--out", required=True, help="output folder (identity folders, pairs.txt, manifest.json)")
     d = Options()

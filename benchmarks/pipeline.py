@@ -19,8 +19,8 @@ from lightcnn.feature_files import save_features_mat
 from lightcnn.images import load_eval_image
 from lightcnn.training.recipes import SMALL_DATA
 
-PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHARED_DATA = os.path.join(os.path.dirname(PROJECT_ROOT), "shared", "data")
+from benchmarks.paths import PROJECT_ROOT, SHARED_DATA  # noqa: F401 (SHARED_DATA: the benchmarks' default)
+
 TRAIN_SCRIPT = os.path.join(PROJECT_ROOT, "train_lightcnn.py")
 EXTRACT_SCRIPT = os.path.join(PROJECT_ROOT, "extract_features", "extract_features.py")
 MATLAB_DIR = os.path.join(PROJECT_ROOT, "lfw_verification-matlab")

@@ -6,8 +6,8 @@ A process per configuration, because AMP's ``amp.init`` rewrites MXNet for the w
 resident memory of a process (``ru_maxrss``) is then that configuration's alone: the framework, the network, its
 graphs and buffers, its allocator's pools.
 
-    python -m lightcnn.tools.bench_frameworks --framework mxnet --dtype bfloat16 --mode train [--network lightcnn9]
-    python -m lightcnn.tools.bench_frameworks --framework mxnet --dtype int8 --mode infer --profile 10
+    python -m benchmarks.bench_frameworks --framework mxnet --dtype bfloat16 --mode train [--network lightcnn9]
+    python -m benchmarks.bench_frameworks --framework mxnet --dtype int8 --mode infer --profile 10
 
 ``--profile N`` (MXNet) runs N steps under MXNet's profiler after the warm-up and prints its per-operator table
 (total and mean milliseconds, calls): where the time of a configuration goes.
@@ -70,7 +70,7 @@ def mxnet_step(network, dtype, mode, batch_size, crops=None):
     net.hybridize(static_alloc=True, static_shape=True)
     data = mx.nd.random.uniform(-1, 1, shape=(batch_size,) + net.input_shape)
     if mode == "train":
-        from lightcnn.tools.bench_model import training_step
+        from benchmarks.bench_model import training_step
         return training_step(net, data, mx.nd.array([i % NUM_CLASSES for i in range(batch_size)])), None
     embedding = net.embedding
     embedding(data)
@@ -95,7 +95,7 @@ def pytorch_step(network, dtype, mode, batch_size, threads, crops=None):
     """The timed step, and (inference with ``crops``) the float32 and this configuration's features of the crops."""
     import contextlib
 
-    from lightcnn.tools import authors_pytorch as authors
+    from benchmarks import authors_pytorch as authors
     torch = authors.torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -139,7 +139,7 @@ def _pool_first(model, torch):
     same function, since max commutes with max; half the MFM work): the comparison is of the same computation."""
     if not isinstance(getattr(model, "features", None), torch.nn.Sequential):
         return model
-    from lightcnn.tools import authors_pytorch as authors
+    from benchmarks import authors_pytorch as authors
 
     class PoolFirstMFM(torch.nn.Module):
         def __init__(self, mfm, pool):

@@ -1,6 +1,6 @@
 """Alignment measured on real faces: detection rates, where the faces sit, landmark precision, time.
 
-    python -m lightcnn.tools.bench_align [--data ../shared/data] [--num-images 500] [--num-precision 100]
+    python -m benchmarks.bench_align [--data ../shared/data] [--num-images 500] [--num-precision 100]
                                    [--json bench_align.json]
 
 Sections (each printed as it finishes):
@@ -31,9 +31,9 @@ from lightcnn import align, files, warp
 from lightcnn.images import Template
 from lightcnn.networks import INPUT_SIZE, STORED_SIZE
 
-# ../shared/data beside the project root (lightcnn.tools.pipeline.SHARED_DATA; not imported: it imports MXNet)
-DEFAULT_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "shared", "data")
+from benchmarks.paths import SHARED_DATA
+
+DEFAULT_DATA = SHARED_DATA
 _O, _C = (STORED_SIZE - INPUT_SIZE) // 2, STORED_SIZE // 2  # where the centre crop starts; the image's centre
 _REFERENCE = np.array([[_O, _O], [_O + INPUT_SIZE, _O], [_O, _O + INPUT_SIZE], [_O + INPUT_SIZE, _O + INPUT_SIZE],
                        [_C, _C]], np.float64)  # the centre crop's corners + centre
@@ -275,7 +275,7 @@ def bench_time(lfw, orl_head, aligner, repeats=3):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.bench_align", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_align", description=__doc__.split("\n")[0])
     parser.add_argument("--data", default=DEFAULT_DATA, help="folder holding lfw_gray144/ and orl_faces/")
     parser.add_argument("--num-images", type=int, default=500, help="LFW crops for detection and geometry")
     parser.add_argument("--num-precision", type=int, default=100, help="LFW crops for the landmark comparison")

@@ -1,8 +1,8 @@
 """Model benchmark: inference and training images/s, GFLOP per image, and % of the machine's practical peak; or,
 with ``--compare``, this project against the authors' PyTorch network, side by side in one run.
 
-    python -m lightcnn.tools.bench_model --network lightcnn9 --batch-size 64 [--gpus 0] [--json bench.json]
-    python -m lightcnn.tools.bench_model --compare [--network lightcnn9] [--repeats 2] [--seconds 10]
+    python -m benchmarks.bench_model --network lightcnn9 --batch-size 64 [--gpus 0] [--json bench.json]
+    python -m benchmarks.bench_model --compare [--network lightcnn9] [--repeats 2] [--seconds 10]
 
 The peak is measured in the same run, by the best of large float32 matrix products (MXNet's dot and its oneDNN
 FullyConnected), so the percentages compare like with like on a noisy machine.
@@ -10,17 +10,17 @@ FullyConnected), so the percentages compare like with like on a noisy machine.
 Both print the CPU (model, the flags that decide bfloat16 and the int8 recipe, and a ``DNNL_MAX_CPU_ISA`` cap) in
 their header and JSON: a figure holds for a kind of CPU.
 
-``--compare`` times MXNet (this project) and PyTorch (the authors' network, ``lightcnn.tools.authors_pytorch``,
+``--compare`` times MXNet (this project) and PyTorch (the authors' network, ``benchmarks.authors_pytorch``,
 channels_last, pools moved before the MFM like ours) in float32, bfloat16 (MXNet AMP / PyTorch autocast; where the
 CPU has it) and int8 (oneDNN quantization / PyTorch FX static quantization, x86 backend; inference), inference and
 training, same batch and threads. Each configuration runs in a process of its own
-(:mod:`lightcnn.tools.bench_frameworks`), so its peak resident memory is its own; the configurations are interleaved
+(:mod:`benchmarks.bench_frameworks`), so its peak resident memory is its own; the configurations are interleaved
 over ``--repeats`` rounds (the order reversed every other round) and the best rate of each is kept. PyTorch's
 processes get tcmalloc (``LD_PRELOAD``) when the library is installed, as its CPU performance guide advises
 (``apt-get install libtcmalloc-minimal4``); the table says whether they did. Every low-precision inference row is
 checked on real face crops (``--check-images``, default the shared LFW crops; ``--check-images ''`` skips it): the
 worst relative L2 and cosine of its features against float32 of the same network, ``FAIL`` where outside the
-bounds (:data:`lightcnn.tools.bench_frameworks.ACCURACY_BOUNDS`).
+bounds (:data:`benchmarks.bench_frameworks.ACCURACY_BOUNDS`).
 """
 import argparse
 import os
@@ -32,6 +32,8 @@ from mxnet import autograd, gluon
 from lightcnn import cpu, files, init
 from lightcnn.devices import contexts_from_gpus
 from lightcnn.model import get_model, model_names
+
+from benchmarks.paths import SHARED_DATA
 
 
 def forward_gflop(net, input_shape):
@@ -152,8 +154,7 @@ def print_table(results):
 # ----------------------------------------------------------------------------------------------------------------
 # --compare: MXNet and PyTorch side by side
 
-DEFAULT_CHECK_IMAGES = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))), "shared", "data", "lfw_gray144")
+DEFAULT_CHECK_IMAGES = os.path.join(SHARED_DATA, "lfw_gray144")
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "/usr/lib64/libtcmalloc_minimal.so.4",
             "/usr/lib/libtcmalloc_minimal.so.4")
 
@@ -169,14 +170,14 @@ def configurations(has_bf16):
 
 
 def run_configuration(framework, dtype, mode, network, batch_size, seconds, tcmalloc=None, check_images=None):
-    """One configuration in a fresh process (lightcnn.tools.bench_frameworks); returns its record."""
+    """One configuration in a fresh process (benchmarks.bench_frameworks); returns its record."""
     import json
     import subprocess
     import sys
     env = dict(os.environ)
     if framework == "pytorch" and tcmalloc:
         env["LD_PRELOAD"] = tcmalloc
-    command = [sys.executable, "-m", "lightcnn.tools.bench_frameworks", "--framework", framework, "--dtype", dtype,
+    command = [sys.executable, "-m", "benchmarks.bench_frameworks", "--framework", framework, "--dtype", dtype,
                "--mode", mode, "--network", network, "--batch-size", str(batch_size), "--seconds", str(seconds)]
     if check_images:
         command += ["--check-images", check_images]
@@ -203,7 +204,7 @@ def compare(network="lightcnn9", batch_size=64, seconds=10.0, repeats=2, has_bf1
             log(f"  round {repeat + 1}: {' '.join(config):<24} {record['images_per_s']:7.1f} img/s  peak "
                 f"{record['peak_rss_mb']:6.0f} MB")
     results = []
-    for config, records in runs.items():
+    for records in runs.values():
         best = max(records, key=lambda r: r["images_per_s"])
         results.append(dict(best, runs=[r["images_per_s"] for r in records], cpu=cpu.summary(),
                             peak_rss_mb=max(r["peak_rss_mb"] for r in records),

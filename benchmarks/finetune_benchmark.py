@@ -1,7 +1,7 @@
 """Fine-tuning against training from scratch, on real faces no one here made: the AT&T/ORL database, people s1-s30
 to train on, all 4,950 same/different pairs of the ten unseen people s31-s40 to verify.
 
-    python -m lightcnn.tools.finetune_benchmark --pretrained PREFIX[:EPOCH] [--orl ../shared/data/orl_faces]
+    python -m benchmarks.finetune_benchmark --pretrained PREFIX[:EPOCH] [--orl ../shared/data/orl_faces]
         [--epochs 6] [--out finetune_output]
 
 Every run is ``train_lightcnn.py`` LightCNN-9 on the same packed data, for the same epochs, with the same seed and the
@@ -22,32 +22,17 @@ import sys
 
 import numpy as np
 
-from lightcnn.protocols import lfw_pairs as lfw, tenfold
+from lightcnn.protocols import tenfold
 from lightcnn.protocols.features import Features
+from lightcnn.protocols.orl import TRAIN_PEOPLE, unseen_pairs
 from lightcnn.embedding import load_checkpoint_embedding
 from lightcnn.extract import extract_features
 from lightcnn.images import load_eval_image
 from lightcnn.training.recipes import SMALL_DATA
-from lightcnn.tools.pipeline import (NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pack_identities, pct,
+from benchmarks.pipeline import (NETWORK, SHARED_DATA, PipelineError, Steps, claim_output, pack_identities, pct,
                                      tool_main, train_command)
 
-TRAIN_PEOPLE = [f"s{i}" for i in range(1, 31)]
-UNSEEN_PEOPLE = [f"s{i}" for i in range(31, 41)]
 RUN_FOLDERS = ("data", "scratch", "fine-tuned", "frozen_trunk", "logs")
-
-
-def unseen_pairs(people=UNSEEN_PEOPLE, images=10):
-    """``(keys, pairs)``: every same/different pair of ``people`` (ORL: 10 images each, ``sN/i.pgm``): 450 matched and
-    4,500 mismatched for ten people, dealt round-robin into 10 folds of each kind."""
-    keys = [f"{p}/{i}.pgm" for p in people for i in range(1, images + 1)]
-    matched, mismatched = [], []
-    for a in range(len(keys)):
-        for b in range(a + 1, len(keys)):
-            same = keys[a].split("/")[0] == keys[b].split("/")[0]
-            (matched if same else mismatched).append((keys[a], keys[b]))
-    pairs = [lfw.Pair(k1, k2, True, i % 10) for i, (k1, k2) in enumerate(matched)]
-    pairs += [lfw.Pair(k1, k2, False, i % 10) for i, (k1, k2) in enumerate(mismatched)]
-    return keys, pairs
 
 
 def verify_checkpoint(prefix, root, keys, pairs):
@@ -100,7 +85,7 @@ def run(args):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m lightcnn.tools.finetune_benchmark",
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.finetune_benchmark",
                                      description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--pretrained", required=True, help="a LightCNN-9 checkpoint, PREFIX[:EPOCH]")
