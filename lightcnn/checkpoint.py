@@ -13,6 +13,8 @@ folder beside the checkpoint first and renamed into place only when all of them 
 A process killed between two renames can leave one save's weights beside another save's sidecar; the checksums make
 such a mix an error at load time instead of a silent resume.
 """
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import glob
@@ -21,10 +23,14 @@ import os
 import re
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from lightcnn import files
 from lightcnn.images import Preprocess
 from lightcnn.model import INPUT_SHAPE, ModelSpec
+
+if TYPE_CHECKING:
+    from lightcnn.model import LightCNN
 
 SIDECAR_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -109,7 +115,7 @@ class TrainingState:
     """
 
     config: dict = dataclasses.field(default_factory=dict)
-    lr: float = None
+    lr: float | None = None
     plateau: dict = dataclasses.field(default_factory=dict)
     metrics: dict = dataclasses.field(default_factory=dict)
     optimizer_states_saved: bool = True
@@ -140,18 +146,18 @@ class Sidecar:
     """
 
     model: ModelSpec
-    preprocess: Preprocess = None
+    preprocess: Preprocess | None = None
     epoch: int = 0
-    classes: str = None
+    classes: str | None = None
     origin: dict = dataclasses.field(default_factory=lambda: {"kind": "trained"})
-    training: TrainingState = None
+    training: TrainingState | None = None
     checksums: dict = dataclasses.field(default_factory=dict)
 
-    def build_network(self, **kwargs):
+    def build_network(self, **kwargs) -> LightCNN:
         """The network this sidecar describes (uninitialised)."""
         return self.model.build(**kwargs)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"format_version": SIDECAR_VERSION, "epoch": self.epoch, "model": self.model.to_dict(),
                 "input_shape": list(INPUT_SHAPE),
                 "preprocess": self.preprocess.to_dict() if self.preprocess else None,
@@ -160,7 +166,7 @@ class Sidecar:
                 "checksums": self.checksums}
 
     @classmethod
-    def from_dict(cls, record, source="sidecar"):
+    def from_dict(cls, record: dict, source: str = "sidecar") -> Sidecar:
         """Read any version this release knows; a newer or unknown one is a :class:`CheckpointError`."""
         version = record.get("format_version")
         if version not in READABLE_VERSIONS:
@@ -183,7 +189,7 @@ class Sidecar:
             raise CheckpointError(f"{source}: not a valid sidecar of format {version} ({error})") from None
 
     @classmethod
-    def _from_version_1(cls, record):
+    def _from_version_1(cls, record: dict) -> Sidecar:
         """Format 1 (releases before the Sidecar class): a flat dict, the run's flags under 'args'."""
         training = None
         if any(key in record for key in ("args", "lr", "plateau", "metrics")):
@@ -200,7 +206,7 @@ class Sidecar:
                    epoch=int(record["epoch"]), classes=record.get("classes"), origin=origin, training=training)
 
 
-def read_sidecar(prefix, epoch):
+def read_sidecar(prefix: str, epoch: int) -> Sidecar:
     path = sidecar_path(prefix, epoch)
     if not os.path.exists(path):
         found = saved_epochs(prefix)
