@@ -31,6 +31,7 @@ prints the command); nothing is patched.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -103,15 +104,67 @@ def _octave_agrees(python, octave, tol=1e-6):
 # ----------------------------------------------------------------------------------------------------------------
 # The pipeline
 
+@dataclasses.dataclass
+class _PairData:
+    """What the data step decided: the faces, the pairs over them and the identities left for training."""
+
+    root: str
+    pairs_path: str
+    pairs: list
+    keys: list  # the images the pairs use
+    image_list: str  # those keys, one a line: the extractor's input
+    n_missing_images: int
+    train_names: list
+
+
 def run_demo(args):
     out = os.path.abspath(args.out)
     claim_output(out, RUN_FOLDERS)
     steps = Steps(out, quiet=args.quiet)
     started_all = time.time()
     paths = {}
-    python = sys.executable
 
-    # 1. data
+    data = _data_step(args, out, steps, paths)
+    # 2. prepare: the training identities packed into RecordIO
+    data_dir, paths["train_identities"], summary = pack_identities(steps, data.root, out, data.train_names,
+                                                                   args.val_fraction, args.seed)
+    n_train, n_val = summary["train"]["images"], summary["val"]["images"]
+    num_classes = summary["num_classes"]
+    paths["data"] = data_dir
+
+    # 3. untrained checkpoint, the trained network's own starting point
+    preprocess = Preprocess(mean=args.mean)
+    untrained_prefix = os.path.join(out, "untrained", NETWORK)
+    t = steps.begin("untrained", "save LightCNN-9 as initialised, as epoch 0")
+    save_untrained_checkpoint(untrained_prefix, num_classes, os.path.join(data_dir, "classes.txt"), preprocess,
+                              args.seed, args.xavier_factor_type, args.xavier_magnitude, args.dropout)
+    steps.say(f"wrote {untrained_prefix}-0000.params (+ .json sidecar, -symbol.json)")
+    steps.end("untrained", t)
+
+    prefix = _train_step(args, out, steps, data_dir, n_train, n_val, num_classes)
+    paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), "
+                             f"{prefix}-symbol.json",
+                 untrained=f"{untrained_prefix}-0000.params", training_log=f"{prefix}-train.log",
+                 training_curve=f"{prefix}-curve.png", training_metrics=f"{prefix}-metrics.csv")
+    mats = _extract_step(args, out, steps, paths, data, preprocess, untrained_prefix, prefix)
+    results = _evaluate_step(out, steps, paths, data, mats)
+    octave_note = _octave_step(args, out, steps, paths, data, mats, results)
+    total = time.time() - started_all
+
+    # the report
+    record = {"results": {k: {f: v for f, v in r.items() if not f.startswith("roc_")} for k, r in results.items()},
+              "seconds": {k: round(v, 1) for k, v in steps.times.items()}, "total_seconds": round(total, 1),
+              "epochs": args.epochs, "dtype": args.dtype, "num_classes": num_classes, "train_images": n_train,
+              "val_images": n_val,
+              "pairs": len(data.pairs), "paths": paths, "octave": octave_note, "args": vars(args)}
+    files.write_json(os.path.join(out, SUMMARY), record)
+    report = format_report(record, results)
+    steps.say("\n" + report)
+    return record
+
+
+def _data_step(args, out, steps, paths):
+    """1. The faces and pairs (generated, or the user's), and the identities no pair uses: the training ones."""
     if args.data:
         root, pairs_path = os.path.abspath(args.data), os.path.abspath(args.pairs)
         t = steps.begin("data", f"your faces under {root}, pairs {pairs_path}")
@@ -149,25 +202,12 @@ def run_demo(args):
         raise PipelineError(f"none of the {len(keys)} images the pairs use exists under {root}")
     paths.update(faces=root, pairs=pairs_path, verify_images=image_list)
     steps.end("data", t)
+    return _PairData(root, pairs_path, pairs, keys, image_list, n_missing_images, train_names)
 
-    # 2. prepare
-    data_dir, paths["train_identities"], summary = pack_identities(steps, root, out, train_names, args.val_fraction,
-                                                                   args.seed)
-    n_train, n_val = summary["train"]["images"], summary["val"]["images"]
-    num_classes = summary["num_classes"]
-    paths["data"] = data_dir
 
-    # 3. untrained checkpoint, the trained network's own starting point
-    preprocess = Preprocess(mean=args.mean)
+def _train_step(args, out, steps, data_dir, n_train, n_val, num_classes):
+    """4. ``train_lightcnn.py`` on the packed identities; returns the checkpoints' prefix."""
     batch_size = min(args.batch_size, n_train)
-    untrained_prefix = os.path.join(out, "untrained", NETWORK)
-    t = steps.begin("untrained", "save LightCNN-9 as initialised, as epoch 0")
-    save_untrained_checkpoint(untrained_prefix, num_classes, os.path.join(data_dir, "classes.txt"), preprocess,
-                              args.seed, args.xavier_factor_type, args.xavier_magnitude, args.dropout)
-    steps.say(f"wrote {untrained_prefix}-0000.params (+ .json sidecar, -symbol.json)")
-    steps.end("untrained", t)
-
-    # 4. train
     prefix = os.path.join(out, "model", NETWORK)
     os.makedirs(os.path.dirname(prefix), exist_ok=True)
     t = steps.begin("train", f"LightCNN-9, {args.epochs} epoch{'s' * (args.epochs != 1)} on {n_train} images of "
@@ -179,83 +219,77 @@ def run_demo(args):
                             disp_batches=args.disp_batches, dropout=args.dropout,
                             xavier_magnitude=args.xavier_magnitude, dtype=args.dtype)
     steps.run("train", command)
-    paths.update(checkpoints=f"{prefix}-{args.epochs:04d}.params/.states/.json (the last epoch's), "
-                             f"{prefix}-symbol.json",
-                 untrained=f"{untrained_prefix}-0000.params", training_log=f"{prefix}-train.log",
-                 training_curve=f"{prefix}-curve.png", training_metrics=f"{prefix}-metrics.csv")
     steps.end("train", t)
+    return prefix
 
-    # 5. extract
+
+def _extract_step(args, out, steps, paths, data, preprocess, untrained_prefix, prefix):
+    """5. The features of the pair images: raw pixels, the untrained and the trained network. Returns the .mat files
+    by feature set."""
     features_dir = os.path.join(out, "features")
     os.makedirs(features_dir, exist_ok=True)
     mats = {name: os.path.join(features_dir, f"{name}.mat") for name, _ in MODELS}
-    t = steps.begin("extract", f"features of the {len(keys)} pair images: raw pixels, untrained, trained")
-    n_found, missing = write_pixel_features(root, keys, mats["pixels"], preprocess)
+    t = steps.begin("extract", f"features of the {len(data.keys)} pair images: raw pixels, untrained, trained")
+    n_found, missing = write_pixel_features(data.root, data.keys, mats["pixels"], preprocess)
     steps.say(f"wrote {mats['pixels']}: {n_found} x {preprocess.crop_size ** 2} raw pixels"
               + (f", {len(missing)} missing" if missing else ""))
     for name, model_prefix, epoch in (("untrained", untrained_prefix, 0), ("trained", prefix, args.epochs)):
-        command = [python, EXTRACT_SCRIPT, "--model-prefix", model_prefix, "--epoch", str(epoch),
-                   "--image-list", image_list, "--image-root", root, "--out", mats[name], "--dtype", args.dtype]
-        if n_missing_images:
+        command = [sys.executable, EXTRACT_SCRIPT, "--model-prefix", model_prefix, "--epoch", str(epoch),
+                   "--image-list", data.image_list, "--image-root", data.root, "--out", mats[name],
+                   "--dtype", args.dtype]
+        if data.n_missing_images:
             command.append("--skip-missing")
         steps.run("extract", command, log_name=f"extract_{name}")
     paths["features"] = ", ".join(mats.values())
     steps.end("extract", t)
+    return mats
 
-    # 6. evaluate (Python)
+
+def _evaluate_step(out, steps, paths, data, mats):
+    """6. ``python -m lightcnn evaluate`` on each feature set; returns its results by feature set."""
     results = {}
     t = steps.begin("evaluate", "LFW protocol in Python (python -m lightcnn evaluate)")
     for name, _ in MODELS:
         eval_dir = os.path.join(out, "eval", name)
-        command = [python, "-m", "lightcnn", "evaluate", "--features", mats[name], "--pairs", pairs_path,
+        command = [sys.executable, "-m", "lightcnn", "evaluate", "--features", mats[name], "--pairs", data.pairs_path,
                    "--out-dir", eval_dir]
-        if n_missing_images:
+        if data.n_missing_images:
             command.append("--exclude-missing")
         steps.run("evaluate", command, log_name=f"verify_{name}", echo=name == "trained")
         results[name] = _read_results(os.path.join(eval_dir, "lfw_results.json"))
         paths[f"roc_{name}"] = os.path.join(eval_dir, "lfw_roc.png")
     steps.end("evaluate", t)
+    return results
 
-    # 7. evaluate (Octave)
+
+def _octave_step(args, out, steps, paths, data, mats, results):
+    """7. ``lfw_eval.m`` in GNU Octave on the same files, when it is installed; returns the report's line on it."""
     octave = shutil.which("octave-cli") if not args.no_octave else None
-    octave_note = None
-    if octave:
-        t = steps.begin("octave", "the same files through lfw_eval.m in GNU Octave")
-        agree = []
-        try:
-            for name, _ in MODELS:
-                eval_dir = os.path.join(out, "eval", name, "octave")
-                os.makedirs(eval_dir, exist_ok=True)
-                call = "lfw_eval(%s, %s, %s%s);" % (_m(mats[name]), _m(pairs_path), _m(eval_dir),
-                                                   ", 'exclude_missing', true" if n_missing_images else "")
-                steps.run("octave", [octave, "--no-gui", "--no-init-file", "--no-history", "--eval",
-                                     f"addpath({_m(MATLAB_DIR)}); {call}"], log_name=f"octave_{name}", echo=False)
-                octave_results = _read_results(os.path.join(eval_dir, "lfw_results.json"))
-                agree.append(_octave_agrees(results[name], octave_results))
-            paths["octave_results"] = os.path.join(out, "eval", "<features>", "octave")
-            octave_note = ("lfw_eval.m (Octave) gives the same accuracy, AUC and EER for all three (to 1e-6)"
-                           if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn evaluate DISAGREE: "
-                                              "compare eval/*/lfw_results.json with eval/*/octave/lfw_results.json")
-        except PipelineError as error:  # the Python figures stand; say loudly that the MATLAB twin failed
-            octave_note = f"WARNING: lfw_eval.m failed in Octave, see above; {error}".split("\n")[0]
-            steps.say(str(error))
-        steps.end("octave", t)
-    else:
-        octave_note = ("octave-cli not found: lfw_eval.m was not run (install GNU Octave, e.g. "
-                       "`apt-get install octave`, to check the MATLAB evaluator too)" if not args.no_octave
-                       else "lfw_eval.m skipped (--no-octave)")
-    total = time.time() - started_all
-
-    # the report
-    record = {"results": {k: {f: v for f, v in r.items() if not f.startswith("roc_")} for k, r in results.items()},
-              "seconds": {k: round(v, 1) for k, v in steps.times.items()}, "total_seconds": round(total, 1),
-              "epochs": args.epochs, "dtype": args.dtype, "num_classes": num_classes, "train_images": n_train,
-              "val_images": n_val,
-              "pairs": len(pairs), "paths": paths, "octave": octave_note, "args": vars(args)}
-    files.write_json(os.path.join(out, SUMMARY), record)
-    report = format_report(record, results)
-    steps.say("\n" + report)
-    return record
+    if not octave:
+        return ("octave-cli not found: lfw_eval.m was not run (install GNU Octave, e.g. "
+                "`apt-get install octave`, to check the MATLAB evaluator too)" if not args.no_octave
+                else "lfw_eval.m skipped (--no-octave)")
+    t = steps.begin("octave", "the same files through lfw_eval.m in GNU Octave")
+    agree = []
+    try:
+        for name, _ in MODELS:
+            eval_dir = os.path.join(out, "eval", name, "octave")
+            os.makedirs(eval_dir, exist_ok=True)
+            call = "lfw_eval(%s, %s, %s%s);" % (_m(mats[name]), _m(data.pairs_path), _m(eval_dir),
+                                               ", 'exclude_missing', true" if data.n_missing_images else "")
+            steps.run("octave", [octave, "--no-gui", "--no-init-file", "--no-history", "--eval",
+                                 f"addpath({_m(MATLAB_DIR)}); {call}"], log_name=f"octave_{name}", echo=False)
+            octave_results = _read_results(os.path.join(eval_dir, "lfw_results.json"))
+            agree.append(_octave_agrees(results[name], octave_results))
+        paths["octave_results"] = os.path.join(out, "eval", "<features>", "octave")
+        octave_note = ("lfw_eval.m (Octave) gives the same accuracy, AUC and EER for all three (to 1e-6)"
+                       if all(agree) else "WARNING: lfw_eval.m (Octave) and lightcnn evaluate DISAGREE: "
+                                          "compare eval/*/lfw_results.json with eval/*/octave/lfw_results.json")
+    except PipelineError as error:  # the Python figures stand; say loudly that the MATLAB twin failed
+        octave_note = f"WARNING: lfw_eval.m failed in Octave, see above; {error}".split("\n")[0]
+        steps.say(str(error))
+    steps.end("octave", t)
+    return octave_note
 
 
 def format_report(record, results):

@@ -97,7 +97,6 @@ def run(args):
     out = os.path.abspath(args.out)
     claim_output(out, RUN_FOLDERS)
     steps = Steps(out, quiet=args.quiet)
-    python = sys.executable
     started = time.time()
     root = os.path.abspath(args.lfw_root)
     dev_test_path = os.path.join(args.pairs_dir, "pairsDevTest.txt")
@@ -134,23 +133,7 @@ def run(args):
     steps.run("train", command)
     steps.end("train", t)
 
-    t = steps.begin("extract", f"features of {len(keys)} images: trained LightCNN-9 ({', '.join(args.features)}) "
-                               f"and raw pixels")
-    features_dir = os.path.join(out, "features")
-    os.makedirs(features_dir, exist_ok=True)
-    mats = {}
-    for kind in args.features:  # the same trained network, its features computed in each precision
-        name = "trained" if kind == "float32" else f"trained-{kind}"
-        mats[name] = os.path.join(features_dir, f"{name}.mat")
-        steps.run("extract", [python, EXTRACT_SCRIPT, "--model-prefix", prefix, "--epoch", str(args.epochs),
-                              "--image-list", image_list, "--image-root", root, "--out", mats[name],
-                              "--skip-missing"] + FEATURE_FLAGS[kind], log_name=f"extract_{name}")
-    mats["pixels"] = os.path.join(features_dir, "pixels.mat")
-    preprocess = read_sidecar(prefix, args.epochs).preprocess
-    n_found, missing = write_pixel_features(root, keys, mats["pixels"], preprocess, side=args.pixel_side)
-    steps.say(f"raw pixels ({args.pixel_side}x{args.pixel_side} of the centre crop) of {n_found} images; "
-              f"{len(missing)} images missing under {root}")
-    steps.end("extract", t)
+    mats = _extract_step(args, out, steps, root, keys, image_list, prefix)
 
     t = steps.begin("evaluate", "the LFW protocol (lightcnn evaluate), missing pairs excluded and listed")
     results = {}
@@ -174,6 +157,29 @@ def run(args):
     files.write_json(os.path.join(out, "lfw_benchmark.json"),
                      {"results": summary, "seconds": steps.times, "args": vars(args)})
     return results
+
+
+def _extract_step(args, out, steps, root, keys, image_list, prefix):
+    """The features of the evaluation images: the trained network's in each precision of ``--features``, and raw
+    pixels. Returns the .mat files by feature set."""
+    t = steps.begin("extract", f"features of {len(keys)} images: trained LightCNN-9 ({', '.join(args.features)}) "
+                               f"and raw pixels")
+    features_dir = os.path.join(out, "features")
+    os.makedirs(features_dir, exist_ok=True)
+    mats = {}
+    for kind in args.features:  # the same trained network, its features computed in each precision
+        name = "trained" if kind == "float32" else f"trained-{kind}"
+        mats[name] = os.path.join(features_dir, f"{name}.mat")
+        steps.run("extract", [sys.executable, EXTRACT_SCRIPT, "--model-prefix", prefix, "--epoch", str(args.epochs),
+                              "--image-list", image_list, "--image-root", root, "--out", mats[name],
+                              "--skip-missing"] + FEATURE_FLAGS[kind], log_name=f"extract_{name}")
+    mats["pixels"] = os.path.join(features_dir, "pixels.mat")
+    preprocess = read_sidecar(prefix, args.epochs).preprocess
+    n_found, missing = write_pixel_features(root, keys, mats["pixels"], preprocess, side=args.pixel_side)
+    steps.say(f"raw pixels ({args.pixel_side}x{args.pixel_side} of the centre crop) of {n_found} images; "
+              f"{len(missing)} images missing under {root}")
+    steps.end("extract", t)
+    return mats
 
 
 def build_parser():

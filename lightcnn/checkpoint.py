@@ -13,6 +13,8 @@ folder beside the checkpoint first and renamed into place only when all of them 
 A process killed between two renames can leave one save's weights beside another save's sidecar; the checksums make
 such a mix an error at load time instead of a silent resume.
 """
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import glob
@@ -21,10 +23,14 @@ import os
 import re
 import shutil
 import tempfile
+from typing import TYPE_CHECKING
 
 from lightcnn import files
 from lightcnn.images import Preprocess
 from lightcnn.model import INPUT_SHAPE, ModelSpec
+
+if TYPE_CHECKING:
+    from lightcnn.model import LightCNN
 
 SIDECAR_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -109,7 +115,7 @@ class TrainingState:
     """
 
     config: dict = dataclasses.field(default_factory=dict)
-    lr: float = None
+    lr: float | None = None
     plateau: dict = dataclasses.field(default_factory=dict)
     metrics: dict = dataclasses.field(default_factory=dict)
     optimizer_states_saved: bool = True
@@ -140,18 +146,18 @@ class Sidecar:
     """
 
     model: ModelSpec
-    preprocess: Preprocess = None
+    preprocess: Preprocess | None = None
     epoch: int = 0
-    classes: str = None
+    classes: str | None = None
     origin: dict = dataclasses.field(default_factory=lambda: {"kind": "trained"})
-    training: TrainingState = None
+    training: TrainingState | None = None
     checksums: dict = dataclasses.field(default_factory=dict)
 
-    def build_network(self, **kwargs):
+    def build_network(self, **kwargs) -> LightCNN:
         """The network this sidecar describes (uninitialised)."""
         return self.model.build(**kwargs)
 
-    def to_dict(self):
+    def to_dict(self) -> dict:
         return {"format_version": SIDECAR_VERSION, "epoch": self.epoch, "model": self.model.to_dict(),
                 "input_shape": list(INPUT_SHAPE),
                 "preprocess": self.preprocess.to_dict() if self.preprocess else None,
@@ -160,7 +166,7 @@ class Sidecar:
                 "checksums": self.checksums}
 
     @classmethod
-    def from_dict(cls, record, source="sidecar"):
+    def from_dict(cls, record: dict, source: str = "sidecar") -> Sidecar:
         """Read any version this release knows; a newer or unknown one is a :class:`CheckpointError`."""
         version = record.get("format_version")
         if version not in READABLE_VERSIONS:
@@ -183,7 +189,7 @@ class Sidecar:
             raise CheckpointError(f"{source}: not a valid sidecar of format {version} ({error})") from None
 
     @classmethod
-    def _from_version_1(cls, record):
+    def _from_version_1(cls, record: dict) -> Sidecar:
         """Format 1 (releases before the Sidecar class): a flat dict, the run's flags under 'args'."""
         training = None
         if any(key in record for key in ("args", "lr", "plateau", "metrics")):
@@ -200,7 +206,7 @@ class Sidecar:
                    epoch=int(record["epoch"]), classes=record.get("classes"), origin=origin, training=training)
 
 
-def read_sidecar(prefix, epoch):
+def read_sidecar(prefix: str, epoch: int) -> Sidecar:
     path = sidecar_path(prefix, epoch)
     if not os.path.exists(path):
         found = saved_epochs(prefix)
@@ -394,58 +400,6 @@ def _mxnet_read(path, read):
     except (mx.base.MXNetError, UnicodeDecodeError) as error:  # the second: MXNet's message quoting binary bytes
         detail = f": {files.mxnet_message(error)}" if isinstance(error, mx.base.MXNetError) else ""
         raise CheckpointError(f"cannot load {path} (damaged, truncated or not an MXNet file){detail}") from None
-
-
-def _existing_file(path, what):
-    """``path`` if it is a regular file; FileNotFoundError / CheckpointError naming it and ``what`` it should be."""
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise CheckpointError(f"{what} {path} is a folder, not a file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{what} {path} not found")
-    return path
-
-
-def read_symbol(path):
-    """An exported network graph (``X-symbol.json``) as an MXNet Symbol. A file of another kind is a
-    CheckpointError naming it (MXNet would give a C++ traceback, or a UnicodeDecodeError for binary bytes)."""
-    import mxnet as mx
-    path = _existing_file(path, "symbol file")
-    kind = f"{path} is not an MXNet symbol file (a network graph, X-symbol.json)"
-    try:
-        with open(path, encoding="utf-8") as f:
-            graph = json.load(f)
-    except UnicodeDecodeError:
-        raise CheckpointError(f"{kind}: it is not text") from None
-    except ValueError as error:
-        raise CheckpointError(f"{kind}: it is not JSON ({error})") from None
-    if not isinstance(graph, dict) or not {"nodes", "arg_nodes", "heads"} <= set(graph):
-        raise CheckpointError(f"{kind}: its JSON has no graph ('nodes', 'arg_nodes', 'heads')")
-    try:
-        return mx.sym.load(path)
-    except (mx.base.MXNetError, UnicodeDecodeError) as error:
-        detail = f": {files.mxnet_message(error)}" if isinstance(error, mx.base.MXNetError) else ""
-        raise CheckpointError(f"cannot load the symbol file {path} (damaged or written by another MXNet)"
-                              f"{detail}") from None
-
-
-def read_params(path):
-    """The weights of an exported ``X-NNNN.params``: {name without ``arg:``/``aux:``: NDArray}, all finite. Another
-    kind of file (a trainer's ``.states``, a symbol, anything) is a CheckpointError naming it."""
-    import mxnet as mx
-    path = _existing_file(path, "weights file")
-    try:
-        loaded = mx.nd.load(path)
-    except (mx.base.MXNetError, UnicodeDecodeError):
-        hint = (": a .states file holds a trainer's optimizer states; the weights of that epoch are its .params"
-                if path.endswith(".states") else "")
-        raise CheckpointError(f"{path} is not an MXNet weights file (X-NNNN.params){hint}") from None
-    if not isinstance(loaded, dict) or not loaded:
-        raise CheckpointError(f"{path} holds no named weights (an MXNet .params file maps parameter names to "
-                              f"arrays)")
-    weights = {name.split(":", 1)[-1]: value for name, value in loaded.items()}
-    check_finite(weights, path)
-    return weights
 
 
 def load_model(prefix, epoch=None, ctx=None):

@@ -9,7 +9,7 @@ import warnings
 import mxnet as mx
 from mxnet import gluon
 
-from lightcnn import checkpoint, precision, quantize
+from lightcnn import checkpoint, mxnet_files, precision, quantize
 from lightcnn.devices import as_context_list
 
 
@@ -36,8 +36,8 @@ class SymbolEmbedding:
 
     def __init__(self, symbol_file, params_file, ctx=None):
         ctxs = as_context_list(ctx)
-        sym = checkpoint.read_symbol(symbol_file)  # files of another kind: one line naming them
-        self.param_shapes = {name: value.shape for name, value in checkpoint.read_params(params_file).items()}
+        sym = mxnet_files.read_symbol(symbol_file)  # files of another kind: one line naming them
+        self.param_shapes = {name: value.shape for name, value in mxnet_files.read_params(params_file).items()}
         saved = set(self.param_shapes)
         inputs = [name for name in sym.list_inputs() if name not in saved]
         if len(inputs) != 1:

@@ -32,12 +32,16 @@ the weights (:mod:`lightcnn.quantize`). Features are written as float32 either w
 is a common test-time option for face embeddings; it doubles the compute. Scoring is by cosine, so the sum and
 the mean give the same scores.
 """
+from __future__ import annotations
+
 import collections
 import concurrent.futures
 import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -161,9 +165,11 @@ def _forward(embed, data, ctxs, flip):
     return outputs
 
 
-def extract_features(net, paths, preprocess=Preprocess(), ctx=None, batch_size=DEFAULT_BATCH_SIZE, flip=False,
-                     skip_missing=False, keys=None, workers=None, log_interval=5.0, log=None, aligned=False,
-                     align_policy=None):
+def extract_features(net: Any, paths: Iterable[str | os.PathLike], preprocess: Preprocess = Preprocess(),
+                     ctx: mx.Context | Sequence[mx.Context] | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                     flip: bool = False, skip_missing: bool = False, keys: Iterable[str] | None = None,
+                     workers: int | None = None, log_interval: float | None = 5.0, log: logging.Logger | None = None,
+                     aligned: bool = False, align_policy: dict | None = None) -> Extracted:
     """Features of image files, batched, decoding in a thread pool while the network computes.
 
     Parameters

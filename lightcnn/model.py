@@ -8,6 +8,8 @@ which trunk and head) are in :mod:`lightcnn.networks`.
 Every layer starts its bias at the recipe's 0.1 itself (``bias_initializer``), so the weight initializer is the
 caller's choice: ``net.initialize(mx.init.Xavier())`` works, and ``lightcnn.init.xavier`` gives the recipe's.
 """
+from __future__ import annotations
+
 import dataclasses
 
 import mxnet as mx
@@ -274,7 +276,8 @@ def _check_options(num_classes, mfm_type, dropout):
         raise ValueError(f"dropout must be in [0, 1), got {dropout}")
 
 
-def get_model(name, num_classes, mfm_type="2/1", pool_first=True, dropout=None, **kwargs):
+def get_model(name: str, num_classes: int, mfm_type: str = "2/1", pool_first: bool = True,
+              dropout: float | None = None, **kwargs) -> LightCNN:
     """Build a registered LightCNN.
 
     Parameters

@@ -33,7 +33,7 @@ import os
 import mxnet as mx
 import numpy as np
 
-from lightcnn import checkpoint, files, locks
+from lightcnn import checkpoint, files, locks, mxnet_files
 from lightcnn.networks import EMBEDDING_SIZE, INPUT_SHAPE
 from lightcnn.optional import require
 
@@ -45,7 +45,7 @@ BATCH_AXIS = "batch"
 
 def _load_graph(prefix, epoch, with_logits):
     """(symbol, params) of a checkpoint: outputs (embedding[, logits]), the params that symbol uses."""
-    graph = checkpoint.read_symbol(checkpoint.symbol_path(prefix))  # missing or of another kind: one line
+    graph = mxnet_files.read_symbol(checkpoint.symbol_path(prefix))  # missing or of another kind: one line
     if len(graph.list_outputs()) != 2:
         raise ValueError(f"{checkpoint.symbol_path(prefix)} has outputs {graph.list_outputs()}; a LightCNN "
                          f"checkpoint has two (logits, embedding)")
@@ -54,7 +54,7 @@ def _load_graph(prefix, epoch, with_logits):
     path = checkpoint.params_path(prefix, epoch)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint weights {path} are missing")
-    saved = checkpoint.read_params(path)
+    saved = mxnet_files.read_params(path)
     needed = [n for n in sym.list_arguments() + sym.list_auxiliary_states() if n != INPUT_NAME]
     absent = [n for n in needed if n not in saved]
     if absent:
