@@ -1,14 +1,14 @@
 """The ``summary.json`` the dataset builder (``lightcnn.prepare``) writes beside its ``.rec`` files, and its readers.
 
-It holds the counts, the chosen options, every file left out with the reason, ``preprocess`` (how the stored faces
-were made: size, ``fit``, ``align``) and ``face_box`` (where the face detector's box sits in them). Training reads
-the last two (:func:`read_stored_preprocess`, :func:`read_face_box`) to record them in its checkpoints, so this
-module imports only the image rules, not the builder.
+It holds the counts, the chosen options, every file left out with the reason and ``preprocess``: the whole
+:class:`~lightcnn.images.Preprocess` dict of the stored faces (how they were made: size, ``fit``, ``align``, and the
+``face_box`` measured on them). Training reads it (:func:`read_stored_preprocess`) to record it in its checkpoints,
+so this module imports only the image rules, not the builder.
 """
 import os
 
 from lightcnn import files
-from lightcnn.images import LEGACY_FIT, FITS, FaceBox, Template
+from lightcnn.images import Preprocess
 
 SUMMARY_FILE = "summary.json"
 
@@ -39,9 +39,9 @@ def make_summary(root, out_dir, chosen, splits, validator, folders, stored, *, m
                     "min_images": min_images, "val_fraction": val_fraction, "seed": seed,
                     "image_size": stored.image_size, "quality": quality, "color": "gray", "num_threads": num_threads,
                     "fit": stored.fit, "align": stored.align is not None, "align_policy": align_policy},
-        # how the stored faces were made: training records it in its checkpoints (read_stored_preprocess)
-        "preprocess": {"image_size": stored.image_size, "fit": stored.fit,
-                       "align": stored.align.to_dict() if stored.align else None},
+        # how the stored faces were made: training records it in its checkpoints (read_stored_preprocess); the
+        # readers of earlier releases take image_size, fit and align from it and pass over the other fields
+        "preprocess": stored.to_dict(),
         "num_classes": len(chosen),
         "num_images": sum(per_identity),
         "images_per_identity": {"min": min(per_identity), "max": max(per_identity),
@@ -63,36 +63,24 @@ def make_summary(root, out_dir, chosen, splits, validator, folders, stored, *, m
     }
 
 
-def read_face_box(rec_path):
-    """The :class:`FaceBox` measured on a dataset's faces (the ``summary.json`` beside its ``.rec``), or None
-    when nothing was measured (aligned faces, no MediaPipe, a summary of an earlier release, no summary)."""
-    path = summary_path_of(rec_path)
-    if not os.path.isfile(path):
-        return None
-    try:
-        record = files.read_json(path).get("face_box")
-        return FaceBox.from_dict(record) if record else None
-    except (OSError, ValueError, AttributeError, TypeError) as error:
-        raise SummaryError(f"{path}: its face_box cannot be read: {error}") from None
-
-
 def read_stored_preprocess(rec_path):
     """How the faces of a dataset were made, from the ``summary.json`` beside its ``.rec``:
-    ``({"fit": ..., "align": Template or None}, source)``.
+    ``(Preprocess or None, source)``; ``None`` for a ``.rec`` without a summary (im2rec, another tool): nothing is
+    known.
 
-    A summary of an earlier release (without ``preprocess``) means ``stretch`` and not aligned, what that builder
-    did; a ``.rec`` without a summary (im2rec, another tool) gives ``None``: nothing is known.
+    Summaries of earlier releases hold part of the record, and the rest is what those builders did: the defaults,
+    ``stretch`` when there is no ``fit`` (:meth:`Preprocess.from_dict`), no ``preprocess`` at all before ``fit`` and
+    ``align`` existed, and the face box beside it rather than in it.
     """
     path = summary_path_of(rec_path)
     if not os.path.isfile(path):
         return None, path
     try:
         summary = files.read_json(path)
-        record = summary.get("preprocess") or {"fit": LEGACY_FIT, "align": None}
-        align = record.get("align")
-        stored = {"fit": record.get("fit", LEGACY_FIT), "align": Template.from_dict(align) if align else None}
-        if stored["fit"] not in FITS:
-            raise ValueError(f"unknown fit {stored['fit']!r}")
+        record = dict(summary.get("preprocess") or {})
+        if "face_box" not in record and summary.get("face_box"):
+            record["face_box"] = summary["face_box"]
+        stored = Preprocess.from_dict(record)
     except (OSError, ValueError, AttributeError, TypeError) as error:
         raise SummaryError(f"{path} cannot be read as the dataset builder's summary: {error}") from None
     return stored, path

@@ -37,6 +37,9 @@ CROP_SIZE = 128  # lightcnn.model.INPUT_SHAPE[1] (not imported: that would impor
 FITS = ("crop", "pad", "stretch")
 DEFAULT_FIT = "crop"
 LEGACY_FIT = "stretch"
+# The rules by which the dataset builder made the stored faces: facts of a dataset, which training takes from its
+# summary.json. The other rules of a Preprocess are the network input's settings (a training run's flags).
+FACE_RULES = ("fit", "align")
 # Where the aligner's five points come from (lightcnn.align.Aligner explains them); the recorded default is "iris".
 LANDMARK_SOURCES = ("iris", "eye-contour", "mesh", "detector")
 
@@ -234,6 +237,17 @@ class Preprocess:
         if d.get("face_box") is not None:
             d["face_box"] = FaceBox.from_dict(d["face_box"])
         return cls(**d)
+
+    def mismatches(self, other):
+        """``[(field, this value, other's value)]`` for each rule on which ``other`` differs, in field order: what
+        a resume, fine-tuning, validation data and the extractor check. ``face_box`` is a measurement, not a rule
+        (two datasets made alike measure slightly different boxes), so it is not compared."""
+        return [(f.name, getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self)
+                if f.name != "face_box" and getattr(self, f.name) != getattr(other, f.name)]
+
+    def face_rules(self):
+        """``{rule: value}`` of :data:`FACE_RULES`: how the faces were made."""
+        return {name: getattr(self, name) for name in FACE_RULES}
 
     def describe(self):
         """One line for logs: what a face goes through."""

@@ -7,8 +7,8 @@
 - ``train.rec`` + ``train.idx``, ``val.rec`` + ``val.idx``: gray ``image_size`` x ``image_size`` JPEGs
   (quality 95), what ``lightcnn.data`` and ``train_lightcnn.py`` read;
 - ``summary.json`` (``lightcnn.dataset_summary``): counts, the chosen options, every skipped file with its reason,
-  and ``preprocess``: how the stored faces were made (size, ``fit``, ``align``), which training records in its
-  checkpoints so that extraction repeats it.
+  and ``preprocess``: the whole preprocessing of the stored faces (size, ``fit``, ``align``, the face box measured
+  on them), which training records in its checkpoints so that extraction repeats it.
 
 This is im2rec's logic (``--color 0 --quality 95``, shuffled lists, unique record ids) done in-process with a
 thread pool, because im2rec skips an undecodable image with a printed line and keeps its entry in the ``.lst``,
@@ -39,6 +39,7 @@ it wrote, including the output folder when it made it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -319,9 +320,10 @@ def _build(root, out_dir, folders, requested, stored, aligners, options, verbose
         splits = assign_splits(chosen, validator.valid, options["val_fraction"], options["seed"])
         _write_lists_and_records(tmp, chosen, splits, validator, verbose)
         face_box, face_box_note = _measure_stored_faces(stored, splits, validator, options["num_threads"])
+        stored = dataclasses.replace(stored, face_box=face_box)
         summary = make_summary(root, out_dir, chosen, splits, validator, folders, stored, mode=mode,
                                seconds=time.time() - started, **options)
-        # a measurement, not a rule of how faces were made: beside "preprocess"; training records it (read_face_box)
+        # also beside "preprocess", where the readers of earlier releases look for it
         summary["face_box"] = face_box.to_dict() if face_box else None
         summary["face_box_note"] = face_box_note
         _publish(tmp, summary, out_dir)

@@ -76,6 +76,14 @@ def test_preprocess_records_round_trip_with_fit_and_alignment():
     assert Preprocess().fit == "crop" and Preprocess().align is None
 
 
+def test_mismatches_name_each_rule_and_both_values_but_not_the_measured_face_box():
+    trained = Preprocess(mean=127.5, fit="pad", align=TEMPLATE)
+    assert trained.mismatches(trained) == []
+    assert trained.mismatches(Preprocess()) == [("mean", 127.5, 0.0), ("fit", "pad", "crop"), ("align", TEMPLATE, None)]
+    assert Preprocess().mismatches(Preprocess(face_box=images.FaceBox(0.86, 0.5, 0.6))) == []
+    assert trained.face_rules() == {"fit": "pad", "align": TEMPLATE}
+
+
 def test_records_of_earlier_releases_mean_stretch_and_not_aligned():
     old = {"image_size": 144, "crop_size": 128, "scale": 1 / 255.0, "mean": 127.5}
     assert Preprocess.from_dict(old) == Preprocess(mean=127.5, fit="stretch", align=None)

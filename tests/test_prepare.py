@@ -361,10 +361,12 @@ def test_a_failed_build_removes_the_folder_it_made_and_keeps_one_it_did_not(rank
 def test_orl_faces_are_centre_cropped_by_default_and_it_is_said(orl, capsys):
     _, out, summary = orl
     assert summary["not_square"] == 400 and summary["options"]["fit"] == "crop"
-    assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": None}
+    # the whole preprocessing, with the face box when MediaPipe measured it (also beside it, for earlier readers)
+    box = summary["face_box"] and images.FaceBox.from_dict(summary["face_box"])
+    assert summary["preprocess"] == images.Preprocess(face_box=box or None).to_dict()
     prepare_cli.print_summary(summary)
     assert "400 not square, centre-cropped to a square (--fit crop)" in capsys.readouterr().out
-    assert dataset_summary.read_stored_preprocess(out / "train.rec") == ({"fit": "crop", "align": None},
+    assert dataset_summary.read_stored_preprocess(out / "train.rec") == (images.Preprocess(face_box=box or None),
                                                                           str(out / "summary.json"))
 
 
@@ -387,7 +389,13 @@ def test_each_fit_is_what_the_extractor_does(tmp_path, fit):
 
 def test_a_dataset_of_an_earlier_release_means_stretch(tmp_path):
     (tmp_path / "summary.json").write_text(json.dumps({"options": {"image_size": 144}, "num_classes": 2}))
-    assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] == {"fit": "stretch", "align": None}
+    assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] == images.Preprocess(fit="stretch")
+    # the release before the whole record: image_size, fit and align, the face box beside them
+    box = {"share": 0.86, "x": 0.5, "y": 0.6, "images": 40}
+    (tmp_path / "summary.json").write_text(json.dumps({"preprocess": {"image_size": 144, "fit": "pad", "align": None},
+                                                       "face_box": box}))
+    assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] == images.Preprocess(
+        fit="pad", face_box=images.FaceBox.from_dict(box))
     (tmp_path / "summary.json").unlink()
     assert dataset_summary.read_stored_preprocess(tmp_path / "train.rec")[0] is None  # im2rec's: nothing is known
     (tmp_path / "summary.json").write_text("{not json")
@@ -415,7 +423,7 @@ def test_align_packs_aligned_faces_and_lists_photos_without_one(shared_data, tmp
     assert done.returncode == 0, done.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["skipped"] == [{"path": "Tony_Blair/wall.png", "reason": "not aligned: no face found"}]
-    assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": images.TEMPLATE.to_dict()}
+    assert summary["preprocess"] == images.Preprocess(align=images.TEMPLATE).to_dict()
     assert summary["options"]["align_policy"]["min_size"] == 30 and summary["num_images"] == 4
     assert "Tony_Blair/wall.png: not aligned: no face found" in done.stdout
     rows = {rel: i for i, _, rel in read_lst(tmp_path / "out" / "train.lst")}

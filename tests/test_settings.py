@@ -60,7 +60,7 @@ def test_each_network_trains_with_its_own_dropout_when_none_is_given():
 def test_a_resume_with_the_networks_own_dropout_said_or_not_is_the_same_run(saved, asked):
     checkpoint_of = Sidecar(ModelSpec("lightcnn4", 2, dropout=saved), Preprocess(), epoch=1)
     config = TrainConfig(network="lightcnn4", benchmark=True, dropout=asked, load_epoch=1)
-    _check_resume(checkpoint_of, config.model_spec(2), config)  # no ConfigError
+    _check_resume(checkpoint_of, config.model_spec(2), config.preprocess, config)  # no ConfigError
 
 
 @pytest.mark.parametrize("saved, asked", [(None, 0.5), (0.5, None), (0.0, None)])
@@ -69,7 +69,7 @@ def test_a_resume_with_another_dropout_names_both_rates(saved, asked):
     config = TrainConfig(network="lightcnn4", benchmark=True, dropout=asked, load_epoch=1)
     with pytest.raises(ConfigError, match=f"was trained with dropout={0.7 if saved is None else saved!r}, this run "
                                           f"asks for {0.7 if asked is None else asked!r}"):
-        _check_resume(checkpoint_of, config.model_spec(2), config)
+        _check_resume(checkpoint_of, config.model_spec(2), config.preprocess, config)
 
 
 @pytest.mark.slow

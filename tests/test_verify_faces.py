@@ -47,7 +47,7 @@ def test_prepare_measures_the_face_box_and_training_records_it(shared_data, tmp_
     box = FaceBox.from_dict(summary["face_box"])
     # the whole of lfw_gray144 gives 0.86 at (0.50, 0.60), ORL 0.85 at (0.49, 0.66) (README)
     assert box.images == 40 and 0.80 < box.share < 0.92 and 0.45 < box.x < 0.55 and 0.55 < box.y < 0.70, box
-    assert summary["preprocess"] == {"image_size": 144, "fit": "crop", "align": None}  # the rules, unchanged
+    assert summary["preprocess"] == Preprocess(face_box=box).to_dict()  # the rules, and the box measured
     assert f"[prepare] face size (for verify-pair): the detector's face box {box.share:.2f} of the side" in \
         capsys.readouterr().out
     # the training run's preprocessing carries it into every sidecar; a sidecar without it reads as before

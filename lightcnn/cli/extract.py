@@ -98,12 +98,11 @@ def _check_args(parser, args):
     if args.model_prefix:
         if args.epoch is not None and args.epoch < 0:
             parser.error("--epoch must be non-negative")
-        restated = [flag for flag, value, default in (
-            ("--image-size", args.image_size, _DEFAULT_PREPROCESS.image_size),
-            ("--crop-size", args.crop_size, _DEFAULT_PREPROCESS.crop_size),
-            ("--scale", args.scale, _DEFAULT_PREPROCESS.scale),
-            ("--mean", args.mean, _DEFAULT_PREPROCESS.mean),
-            ("--fit", args.fit, _DEFAULT_PREPROCESS.fit)) if value != default]
+        try:  # --align is no restatement: it is checked against the sidecar
+            stated = _stated_preprocess(args, align=None)
+        except ValueError as error:
+            parser.error(str(error))
+        restated = [cli.flag_of(name) for name, _, _ in _DEFAULT_PREPROCESS.mismatches(stated)]
         if restated:
             parser.error(f"{', '.join(restated)}: a checkpoint's sidecar fixes the preprocessing; these flags are "
                          f"for --symbol/--params only")
@@ -128,6 +127,12 @@ def _extract(argv):
         return _extract_to(args)
 
 
+def _stated_preprocess(args, align):
+    """The preprocessing the flags state (an exported graph's), aligned to ``align`` (a Template or None)."""
+    return Preprocess(image_size=args.image_size, crop_size=args.crop_size, scale=args.scale, mean=args.mean,
+                      fit=args.fit, align=align)
+
+
 def _load_network(args, ctxs, log):
     """``(net, preprocess, params_file, identity, model)``: a checkpoint rebuilt from its sidecar, or an exported
     graph with the preprocessing flags; ``identity`` keys the int8 cache, ``model`` says which checkpoint it is."""
@@ -142,8 +147,7 @@ def _load_network(args, ctxs, log):
         model = {"prefix": os.path.abspath(args.model_prefix), "epoch": sidecar.epoch,
                  "params_sha256": sidecar.checksums.get("params")}
         return net, preprocess, checkpoint.params_path(args.model_prefix, sidecar.epoch), identity, model
-    preprocess = Preprocess(image_size=args.image_size, crop_size=args.crop_size, scale=args.scale,
-                            mean=args.mean, fit=args.fit, align=TEMPLATE if args.align else None)
+    preprocess = _stated_preprocess(args, TEMPLATE if args.align else None)
     net = SymbolEmbedding(args.symbol, args.params, ctxs)
     net.check_input(preprocess.data_shape)
     log.info("graph %s + %s (%d output(s)); faces %s", args.symbol, args.params, net.num_outputs,

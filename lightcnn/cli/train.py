@@ -190,13 +190,12 @@ def _train(argv):
         log = cli.setup_logging(f"{config.model_prefix}-train.log" if config.model_prefix else None)
         log.info("settings: %s", " ".join(f"{k}={v}" for k, v in sorted(config.to_dict().items())))
         data = training_data(config)
-        if data.preprocess is not None:
+        if not config.benchmark:  # synthetic batches are no faces
             log.info("faces: %s", data.preprocess.describe())
         verify = None
         if config.verify_pairs:
             from lightcnn.training.lfw_check import make_pair_verifier
-            verify = make_pair_verifier(config.verify_pairs, config.verify_root,
-                                        data.preprocess or config.preprocess, logger=log)
+            verify = make_pair_verifier(config.verify_pairs, config.verify_root, data.preprocess, logger=log)
         fit(config, data, verify=verify, logger=log, ctxs=ctxs, store=store)
     return 0
 

@@ -3,7 +3,8 @@ timing the loop (``--benchmark 1``)."""
 import dataclasses
 
 from lightcnn import data
-from lightcnn.dataset_summary import read_face_box, read_stored_preprocess
+from lightcnn.dataset_summary import read_stored_preprocess
+from lightcnn.images import FACE_RULES
 from lightcnn.training.config import ConfigError
 from lightcnn.training.loop import TrainingData
 
@@ -12,16 +13,17 @@ BENCHMARK_CLASSES = 1000  # synthetic data without --num-classes
 
 def training_data(config):
     """A :class:`~lightcnn.training.loop.TrainingData` for ``config``: the training iterator factory (a new, seeded
-    iterator per epoch, so a resumed run sees the very same batches), the number of classes and the validation
-    iterator. Problems with the files are errors before any training."""
-    preprocess = config.preprocess
+    iterator per epoch, so a resumed run sees the very same batches), the number of classes, the validation
+    iterator and the complete preprocessing, which every later user (the checks, the checkpoints, verification)
+    receives. Problems with the files are errors before any training."""
     if config.benchmark:
         num_classes = config.num_classes or BENCHMARK_CLASSES
+        preprocess = config.preprocess  # synthetic batches: no dataset, the config's settings
 
         def make_synthetic(epoch, batch_size, num_parts, part_index):
             return data.SyntheticIter(batch_size, preprocess.data_shape, num_classes=num_classes,
                                       num_batches=config.benchmark_batches, seed=config.seed + epoch)
-        return TrainingData(make_synthetic, num_classes)
+        return TrainingData(make_synthetic, num_classes, preprocess=preprocess)
 
     preprocess = stored_faces(config)
     data.check_record_file(config.data_train, preprocess)
@@ -45,19 +47,20 @@ def training_data(config):
 
 
 def stored_faces(config):
-    """The config's preprocessing with how the dataset builder made the training faces (``fit``, ``align``, from
-    the summary.json beside the .rec), which the checkpoints record so that extraction repeats it, and the face box
-    it measured on them (for verify-pair). A validation set made differently is an error."""
+    """The complete preprocessing of the training faces, made once: the config's input settings (size, scale,
+    mean) with how the dataset builder made the faces (fit, align, and the face box it measured on them, from the
+    summary.json beside the .rec), which the checkpoints record so that extraction repeats it. A validation set
+    made differently is an error."""
     stored, source = read_stored_preprocess(config.data_train)
     if config.data_val:
         val_stored, val_source = read_stored_preprocess(config.data_val)
-        if val_stored is not None and stored is not None and val_stored != stored:
-            raise ConfigError("data_val", f"its faces were made with {val_stored} ({val_source}), the training "
-                                          f"faces with {stored} ({source})")
+        if val_stored is not None and stored is not None and \
+                any(name in FACE_RULES for name, _, _ in val_stored.mismatches(stored)):
+            raise ConfigError("data_val", f"its faces were made with {val_stored.face_rules()} ({val_source}), the "
+                                          f"training faces with {stored.face_rules()} ({source})")
     if stored is None:  # not made by lightcnn.prepare: the config's (default) rules
         return config.preprocess
-    face_box = read_face_box(config.data_train)
     try:
-        return dataclasses.replace(config.preprocess, **stored, face_box=face_box)
+        return dataclasses.replace(config.preprocess, **stored.face_rules(), face_box=stored.face_box)
     except ValueError as error:
         raise ConfigError("image_size", f"{source}: {error}") from None

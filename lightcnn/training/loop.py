@@ -25,6 +25,7 @@ from mxnet import autograd, gluon
 from lightcnn import checkpoint, init, locks, precision, progress
 from lightcnn.checkpoint import Sidecar, TrainingState
 from lightcnn.devices import contexts_from_gpus
+from lightcnn.images import FACE_RULES
 from lightcnn.model import default_dropout
 from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.distributed import DistributedStore
@@ -42,8 +43,9 @@ __all__ = ["EpochState", "FitResult", "TrainingData", "TrainingError", "fit", "i
 class TrainingData:
     """What the loop trains on. ``make_train_iter(epoch, batch_size, num_parts, part_index)`` gives a fresh, seeded
     iterator per epoch over this worker's share; ``classes`` is the classes.txt the labels come from; ``preprocess``
-    the input rules of these faces (the config's, with how the dataset builder made them: fit, align), which the
-    checkpoints record (None: the config's alone)."""
+    the complete input rules of these faces (the config's settings with how the dataset builder made them: fit,
+    align; :func:`lightcnn.training.inputs.training_data` makes it), which the checks and the checkpoints use.
+    None: batches not made from a dataset (a caller's own), the config's settings alone."""
 
     make_train_iter: object
     num_classes: int
@@ -94,8 +96,7 @@ def _start(config, data, ctxs, store, log):
     saved, history = None, []
     if begin_epoch:
         saved = checkpoint.read_sidecar(config.model_prefix, begin_epoch)
-        _check_resume(saved, spec, config)
-        _check_resume_faces(saved, data.preprocess, config)
+        _check_resume(saved, spec, data.preprocess, config)
         history = list(saved.training.history) if saved.training else []
         changed = _changed_settings(saved, config)
         if changed:
@@ -115,7 +116,8 @@ def _start(config, data, ctxs, store, log):
         origin = {"kind": "trained", "seed": config.seed, "init": {"xavier_factor_type": config.xavier_factor_type,
                                                                    "xavier_magnitude": config.xavier_magnitude}}
         if config.pretrained:
-            origin = dict(origin, kind="fine-tuned", pretrained=_load_pretrained(net, spec, config, ctxs, log))
+            origin = dict(origin, kind="fine-tuned",
+                          pretrained=_load_pretrained(net, spec, data.preprocess, config, ctxs, log))
     _set_trainable(net, config)
 
     optimizer_params = {"learning_rate": lr_at(begin_epoch, config.lr, config.lr_factor, config.lr_step_epochs,
@@ -134,7 +136,7 @@ def _start(config, data, ctxs, store, log):
             log.info("the checkpoint of epoch %d has no optimizer states (a dist_async run): they start afresh",
                      begin_epoch)
     store.prepare(net)
-    sidecar = Sidecar(model=spec, preprocess=data.preprocess or config.preprocess, classes=data.classes, origin=origin)
+    sidecar = Sidecar(model=spec, preprocess=data.preprocess, classes=data.classes, origin=origin)
     return _Run(net, trainer, optimizer, begin_epoch, plateau, sidecar, history)
 
 
@@ -146,7 +148,7 @@ def _pretrained_source(text):
     return prefix, checkpoint.read_sidecar(prefix, checkpoint.last_epoch(prefix) if epoch is None else int(epoch))
 
 
-def _load_pretrained(net, spec, config, ctxs, log):
+def _load_pretrained(net, spec, preprocess, config, ctxs, log):
     """Load another checkpoint's trunk and embedding into ``net`` (its classifier stays freshly initialised, sized
     for this data); the pretrained network and its input must be this run's. Returns what the sidecar records."""
     prefix, source = _pretrained_source(config.pretrained)
@@ -156,9 +158,8 @@ def _load_pretrained(net, spec, config, ctxs, log):
             raise ConfigError(name, f"{where} is {name}={getattr(source.model, name)!r}, this run asks for "
                                     f"{getattr(spec, name)!r}")
     if source.preprocess is not None:
-        for name in ("image_size", "scale", "mean"):
-            theirs, ours = getattr(source.preprocess, name), getattr(config.preprocess, name)
-            if theirs != ours:
+        for name, theirs, ours in source.preprocess.mismatches(preprocess):
+            if name not in FACE_RULES:  # fine-tuning may take a network to faces made another way (fit, align)
                 raise ConfigError(name, f"{where} was trained on inputs with {name}={theirs!r} (its sidecar), this "
                                         f"run prepares {ours!r}; fine-tuning must feed it the same input")
     checkpoint.load_embedding(net, prefix, source, ctxs)
@@ -181,32 +182,24 @@ def _set_trainable(net, config):
             param.lr_mult = config.pretrained_lr_mult
 
 
-def _check_resume(saved, spec, config):
-    """The settings that define the network or its input must be the checkpoint's (ConfigError naming both).
-    Dropout is compared as the rate trained with: None stands for the network's own, on either side."""
+def _check_resume(saved, spec, preprocess, config):
+    """The settings that define the network or its input, and how the faces were made (aligned or not, the same
+    fit), must be the checkpoint's (ConfigError naming both). Dropout is compared as the rate trained with: None
+    stands for the network's own, on either side."""
     pairs = [(name, getattr(saved.model, name), getattr(spec, name)) for name in ("network", "num_classes",
                                                                                  "mfm_type")]
     pairs.append(("dropout", saved.model.effective_dropout, spec.effective_dropout))
-    if saved.preprocess is not None:
-        pairs += [(name, getattr(saved.preprocess, name), getattr(config.preprocess, name))
-                  for name in ("image_size", "scale", "mean")]
+    preprocess_differs = saved.preprocess.mismatches(preprocess) if saved.preprocess is not None else []
+    pairs += [m for m in preprocess_differs if m[0] not in FACE_RULES]
     for name, theirs, ours in pairs:
         if theirs != ours:
             raise ConfigError(name, f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was trained "
                                     f"with {name}={theirs!r}, this run asks for {ours!r}; a resume must keep the "
                                     f"settings that define the network and its input")
-
-
-def _check_resume_faces(saved, preprocess, config):
-    """A resume must train on faces made the same way (aligned or not, the same fit) as the checkpoint's."""
-    if saved.preprocess is None or preprocess is None:
-        return
-    for name in ("align", "fit"):
-        theirs, ours = getattr(saved.preprocess, name), getattr(preprocess, name)
-        if theirs != ours:
-            raise ConfigError("data_train", f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was "
-                                            f"trained on faces with {name}={theirs!r}; {config.data_train} holds "
-                                            f"faces with {name}={ours!r} (see its summary.json)")
+    for name, theirs, ours in preprocess_differs:  # the faces' rules are left: the input's settings raised above
+        raise ConfigError("data_train", f"the checkpoint of epoch {saved.epoch} under {config.model_prefix} was "
+                                        f"trained on faces with {name}={theirs!r}; {config.data_train} holds "
+                                        f"faces with {name}={ours!r} (see its summary.json)")
 
 
 def _changed_settings(saved, config):
@@ -293,6 +286,8 @@ def fit(config: TrainConfig, data: TrainingData, verify: Callable[[object, mx.Co
     ctxs = ctxs or contexts_from_gpus(config.gpus)
     precision.check_dtype(config.dtype, ctxs)
     precision.init_amp(config.dtype)  # before any network is built: AMP rewrites the operators process-wide
+    if data.preprocess is None:
+        data = dataclasses.replace(data, preprocess=config.preprocess)
     if store is not None:
         return _fit(config, data, verify, log, ctxs, store, hooks)
     store = open_store(config, len(ctxs))
