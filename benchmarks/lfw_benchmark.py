@@ -20,8 +20,8 @@ About an hour of training on a 2-core CPU (the README has the measured time and 
 aligned (the dataset builder records it, the extractor repeats it).
 
 The defaults are REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), fitted to about an
-hour: in float32 12 epochs with the rate x0.1 at epochs 8 and 11; in bfloat16 (the default where the CPU has it,
-about twice as fast) 40 epochs with steps at 28 and 36; with Caffe's xavier and centred inputs, which start learning
+hour on 2 cores (README, "Measured figures"): in float32 12 epochs with the rate x0.1 at epochs 8 and 11; in bfloat16
+(the default where the CPU has it, and faster there) 40 epochs with steps at 28 and 36; with Caffe's xavier and centred inputs, which start learning
 in the first epoch where the calibration run's Glorot init and raw inputs learned only the class prior for several.
 REFERENCE.md's own run is ``--epochs 22 --lr-step-epochs 15,20 --xavier-factor-type avg --mean 0``.
 """
@@ -39,12 +39,12 @@ from lightcnn.checkpoint import read_sidecar
 from lightcnn.training.recipes import SMALL_DATA
 from lightcnn.training.schedule import parse_steps
 from benchmarks.pipeline import (EXTRACT_SCRIPT, NETWORK, SHARED_DATA, PipelineError, Steps, claim_output,
-                                     pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
-                                     training_identities, write_pixel_features)
+                                 pack_identities, pair_identities, pair_images, pct, tool_main, train_command,
+                                 training_identities, write_pixel_features)
 
 RUN_FOLDERS = ("data", "model", "features", "eval", "logs")
-# Epochs (and the rate's x0.1 steps) that take about an hour on 2 cores: float32 measured 12 epochs in 63 minutes;
-# bfloat16 measured 20 epochs in 29 minutes (81 s an epoch), and the time saved goes into epochs.
+# Epochs (and the rate's x0.1 steps) that took about an hour on the 2-core development machines (README): bfloat16's
+# saved time goes into epochs.
 EPOCHS_IN_AN_HOUR = {"float32": (12, "8,11"), "bfloat16": (40, "28,36")}
 # the extractor's flags for each precision of the trained features (--features)
 FEATURE_FLAGS = {"float32": [], "bfloat16": ["--dtype", "bfloat16"], "int8": ["--quantize", "int8"]}
