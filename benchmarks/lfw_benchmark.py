@@ -21,8 +21,9 @@ aligned (the dataset builder records it, the extractor repeats it).
 
 The defaults are REFERENCE.md's calibration recipe (batch 64, Adam 3e-4, wd 5e-4, dropout 0.5), fitted to about an
 hour on 2 cores (README, "Measured figures"): in float32 12 epochs with the rate x0.1 at epochs 8 and 11; in bfloat16
-(the default where the CPU has it, and faster there) 40 epochs with steps at 28 and 36; with Caffe's xavier and centred inputs, which start learning
-in the first epoch where the calibration run's Glorot init and raw inputs learned only the class prior for several.
+(the default where the CPU has it, and faster there) 40 epochs with steps at 28 and 36; with Caffe's xavier and
+centred inputs, which start learning in the first epoch where the calibration run's Glorot init and raw inputs learned
+only the class prior for several.
 REFERENCE.md's own run is ``--epochs 22 --lr-step-epochs 15,20 --xavier-factor-type avg --mean 0``.
 """
 from __future__ import annotations
