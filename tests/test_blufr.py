@@ -10,7 +10,7 @@ import pytest
 import scipy.io
 
 from lightcnn.cli import blufr as blufr_cli
-from lightcnn.protocols import blufr, blufr_report
+from lightcnn.protocols import blufr, blufr_eval, blufr_report
 from lightcnn.protocols.blufr_config import Config, MissingImagesError, load_config
 from lightcnn.protocols.features import Features
 
@@ -244,7 +244,7 @@ def octave_and_python(octave_cli, folder, runs):
     JSONs and the printed tables. Returns the Python results."""
     calls, results = [], []
     for i, (features, config, options) in enumerate(runs):
-        results.append(blufr.run(str(features), str(config), str(folder / f"py{i}"), log=quiet, **options))
+        results.append(blufr_eval.run(str(features), str(config), str(folder / f"py{i}"), log=quiet, **options))
         extra = "".join(", '%s', %s" % (k, str(v).lower()) for k, v in options.items())
         calls.append("blufr_eval('%s', '%s', '%s'%s);" % (features, config, folder / f"oc{i}", extra))
     script = "addpath('%s'); %s" % (MATLAB_DIR, " ".join(calls))

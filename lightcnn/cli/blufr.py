@@ -2,7 +2,7 @@
 import argparse
 
 from lightcnn import cli
-from lightcnn.protocols import blufr
+from lightcnn.protocols import blufr_eval
 
 
 def _blufr(argv):
@@ -22,7 +22,7 @@ def _blufr(argv):
                              "failing")
     cli.add_debug_flag(parser)
     args = parser.parse_args(argv)
-    blufr.run(args.features, args.config, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
+    blufr_eval.run(args.features, args.config, args.out_dir, pca=args.pca, exclude_missing=args.exclude_missing)
     return 0
 
 

@@ -245,16 +245,3 @@ def collect(per_trial, excluded, pca=0):
         "excluded": excluded,
     }
 
-
-def run(features_path, config_path, out_dir, pca=0, exclude_missing=False, log=print):
-    """Load, evaluate every trial, print the table, write blufr_results.json and the PNGs into ``out_dir``."""
-    from lightcnn.protocols import blufr_report
-    from lightcnn.protocols.features import load_features
-    config = load_config(config_path)
-    features = load_features(features_path)
-    results = {"features": str(features_path), "config": str(config_path)}
-    results.update(evaluate(config, features, pca=pca, exclude_missing=exclude_missing, log=log))
-    log(blufr_report.format_table(results))
-    paths = blufr_report.write_results(results, out_dir)
-    log("wrote " + ", ".join(paths))
-    return results
