@@ -2,12 +2,7 @@ function blufr_write_json(r, path)
 %BLUFR_WRITE_JSON  The results struct as blufr_results.json (the keys and nesting lightcnn/protocols/blufr.py
 %   writes): the headline fields renamed vr_at_far_0.001 and dir_at_rank1_far_0.01, per-trial figures as lists (a
 %   matrix as a list of rows, dir as trials x ranks x fars), numbers as %.17g, NaN and Inf as strings.
-  fid = fopen(path, 'w');
-  if fid < 0
-    error('blufr_eval:write', 'cannot write %s', path);
-  end
-  fprintf(fid, '{\n %s\n}\n', fields_text(r, sprintf(',\n ')));
-  fclose(fid);
+  json_write_file(path, fields_text(r, sprintf(',\n ')), 'blufr_eval:write');
 end
 
 function text = fields_text(r, separator)

@@ -4,12 +4,7 @@ function lfw_write_json(r, path)
 %   strings, a struct (zero_rows) an object of the same kinds, the fold_* and roc_* fields lists, other numbers
 %   scalars (%.17g); Inf, -Inf and NaN are written as the strings "Infinity", "-Infinity" and "NaN", since JSON
 %   has no such numbers.
-  fid = fopen(path, 'w');
-  if fid < 0
-    error('lfw_eval:write', 'cannot write %s', path);
-  end
-  fprintf(fid, '{\n %s\n}\n', fields_text(r, sprintf(',\n ')));
-  fclose(fid);
+  json_write_file(path, fields_text(r, sprintf(',\n ')), 'lfw_eval:write');
 end
 
 function text = fields_text(r, separator)
