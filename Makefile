@@ -45,9 +45,12 @@ $(HOROVOD_STAMP): $(STAMP) requirements-horovod.txt
 	"(pip cache remove horovod) and run make horovod again"; exit 1; }
 	touch $@
 
+# two pytest processes, each running whole files (a file's shared fixtures are made once): alone, the suite keeps
+# 1.4 of 2 cores busy (a test waiting on a one-core subprocess), two keep both busy. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: $(TEST_STAMP) $(HOROVOD_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile)
 
 demo: venv
 	$(BIN)/python -m benchmarks.demo $(if $(DATA),--data $(DATA)) $(if $(PAIRS),--pairs $(PAIRS))

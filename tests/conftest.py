@@ -1,3 +1,4 @@
+import logging
 import os
 import pathlib
 import shutil
@@ -62,3 +63,16 @@ def worker_run(tmp_path_factory):
             run_worker(made[key], epochs, *extra)
         return made[key]
     return get
+
+
+@pytest.fixture(autouse=True)
+def project_logger_as_it_was():
+    """A command run in-process (``main([...])``) sets up the project's logger (its own handlers, no propagation to
+    the root, where pytest's caplog listens): put it back, so no test depends on which ran before it in its process
+    (the Makefile spreads the files over two processes)."""
+    logger = logging.getLogger("lightcnn")
+    handlers, propagate, level = logger.handlers[:], logger.propagate, logger.level
+    yield
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+    logger.setLevel(level)

@@ -102,3 +102,27 @@ def test_a_recipe_is_where_the_flags_start_and_a_flag_given_overrides_it():
     config = dataclasses.replace(config, network="lightcnn9", mirror=False, lr_step_epochs=(6,), dropout=0.0)
     for recipe in ("seed", "small-data"):
         assert train_cli.parse_config(train_cli.command_flags(config, recipe)) == config
+
+
+def test_the_training_command_sets_one_temporary_workspace_before_mxnet_loads():
+    """MXNet reads MXNET_CPU_TEMP_COPY once, when it loads: the training command (train_lightcnn.py and ``python -m
+    lightcnn train`` alike) must set it before any of its imports loads MXNet, and leave a value the user set."""
+    import os
+    import subprocess
+    import sys
+    spy = ("import builtins, os\n"
+           "real, seen = builtins.__import__, []\n"
+           "def spy(name, *args, **kwargs):\n"
+           "    if name.split('.')[0] == 'mxnet' and not seen:\n"
+           "        seen.append(os.environ.get('MXNET_CPU_TEMP_COPY'))\n"
+           "    return real(name, *args, **kwargs)\n"
+           "builtins.__import__ = spy\n"
+           "import lightcnn.cli.train\n"
+           "print(seen)\n")
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_CPU_TEMP_COPY"}
+    done = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["['1']"]
+    done = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, timeout=120,
+                          env=dict(env, MXNET_CPU_TEMP_COPY="4"))
+    assert done.stdout.split() == ["['4']"], done.stderr

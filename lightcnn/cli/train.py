@@ -9,7 +9,15 @@ and on several machines with a dist_* kvstore (``python -m lightcnn launch``).
 """
 import argparse
 import dataclasses
+import os
 import sys
+
+# One temporary workspace for MXNet's CPU operators instead of four: each grows to twice the largest oneDNN scratch
+# buffer any operator has needed, so four of them are a large share of the training's peak memory; the training is
+# bit-identical and as fast (README, "Where the memory goes"). MXNet reads it when it loads, so it is set before the
+# imports below load MXNet (the package lightcnn.cli, imported first, does not); a process setting, so the command
+# sets it, not the library.
+os.environ.setdefault("MXNET_CPU_TEMP_COPY", "1")
 
 from lightcnn import cli, init, precision
 from lightcnn.checkpoint import CheckpointWriteError
