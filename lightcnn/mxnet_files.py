@@ -21,8 +21,7 @@ def _existing_file(path, what):
 
 
 def read_symbol(path):
-    """An exported network graph (``X-symbol.json``) as an MXNet Symbol. A file of another kind is a
-    CheckpointError naming it (MXNet would give a C++ traceback, or a UnicodeDecodeError for binary bytes)."""
+    """An exported network graph (``X-symbol.json``) as an MXNet Symbol."""
     import mxnet as mx
     path = _existing_file(path, "symbol file")
     kind = f"{path} is not an MXNet symbol file (a network graph, X-symbol.json)"

@@ -1,5 +1,10 @@
 """Training settings: numbers that cannot be meant (not finite) are refused, and a resume compares the values a run
 trains with (the network's own dropout when none is given), not the flags as typed."""
+import os
+import pathlib
+import subprocess
+import sys
+
 import pytest
 
 from lightcnn import align, checkpoint
@@ -9,6 +14,8 @@ from lightcnn.model import ModelSpec, default_dropout
 from lightcnn.cli import train as train_cli
 from lightcnn.training.config import ConfigError, TrainConfig
 from lightcnn.training.loop import _check_resume
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # small enough that a run the check let through would end in seconds (and fail the test), not train for hours
 SMALL_RUN = ["--benchmark", "1", "--network", "lightcnn4", "--num-classes", "2", "--batch-size", "2",
@@ -107,9 +114,6 @@ def test_a_recipe_is_where_the_flags_start_and_a_flag_given_overrides_it():
 def test_the_training_command_sets_one_temporary_workspace_before_mxnet_loads():
     """MXNet reads MXNET_CPU_TEMP_COPY once, when it loads: the training command (train_lightcnn.py and ``python -m
     lightcnn train`` alike) must set it before any of its imports loads MXNet, and leave a value the user set."""
-    import os
-    import subprocess
-    import sys
     spy = ("import builtins, os\n"
            "real, seen = builtins.__import__, []\n"
            "def spy(name, *args, **kwargs):\n"
@@ -120,6 +124,7 @@ def test_the_training_command_sets_one_temporary_workspace_before_mxnet_loads():
            "import lightcnn.cli.train\n"
            "print(seen)\n")
     env = {k: v for k, v in os.environ.items() if k != "MXNET_CPU_TEMP_COPY"}
+    env["PYTHONPATH"] = str(ROOT)
     done = subprocess.run([sys.executable, "-c", spy], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['1']"]
