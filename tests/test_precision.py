@@ -19,8 +19,9 @@ from lightcnn import checkpoint, cpu, precision
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "helpers" / "fit_worker.py"
 HAS_BF16 = precision.cpu_has_bf16()
-needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has no bfloat16 arithmetic (avx512_bf16/amx_bf16 "
-                                                     "not in /proc/cpuinfo)")
+NO_BF16 = ("this CPU has no bfloat16 arithmetic (avx512_bf16/amx_bf16 not in /proc/cpuinfo, or oneDNN held below it "
+           "by DNNL_MAX_CPU_ISA)")
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason=NO_BF16)
 
 
 def _env():
@@ -94,7 +95,7 @@ def test_float16_with_dist_async_is_refused():
 @pytest.fixture(scope="module")
 def bf16_run(worker_run):
     if not HAS_BF16:
-        pytest.skip("this CPU has no bfloat16 arithmetic (avx512_bf16/amx_bf16 not in /proc/cpuinfo)")
+        pytest.skip(NO_BF16)
     return worker_run(2, "--dtype", "bfloat16")
 
 
