@@ -57,6 +57,9 @@ def test_orl_training_reaches_validation_accuracy_well_above_chance(orl_model):
     assert sidecar.model.num_classes == 30
     assert val_accuracy >= VAL_ACCURACY_BAR
     assert "Speed:" in orl_model["log"] and "Validation-accuracy=" in orl_model["log"]
+    # after the first displayed batches, the run's own estimate of its time, with the precision and the CPU
+    assert f"Estimate: {EPOCHS} epoch(s) of 15 batches take about" in orl_model["log"]
+    assert "of training on this machine at this speed (float32; CPU: " in orl_model["log"]
 
 
 # The measured figures, and the raw-pixel baseline for scale, are in the README ("ORL"). The classes are 1:10
